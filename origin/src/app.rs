@@ -1,0 +1,162 @@
+//! Building and running the server: state, listener, warm-up, workers and shutdown.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::auth::{load_token_key, PasswordHasher, TokenIssuer};
+use crate::cache::L1Cache;
+use crate::config::Config;
+use crate::db::{self, Db};
+use crate::generation::{spawn_workers, SvgSketchProvider};
+use crate::warmup::{self, Readiness};
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub cache: L1Cache,
+    pub tokens: TokenIssuer,
+    pub passwords: PasswordHasher,
+    pub readiness: Arc<Readiness>,
+    /// Wakes the generation workers when a generation is queued.
+    pub generation_queued: Arc<Notify>,
+}
+
+/// Current time in Unix seconds, for token issue and expiry.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default()
+}
+
+/// Generation workers per process. Generations mostly wait on the provider, so
+/// a few suffice; the real limit on a shared database is the claim query.
+const GENERATION_WORKERS: usize = 2;
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A bound server, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    started: Instant,
+}
+
+impl Application {
+    /// Builds the state and binds the listener; nothing is served yet.
+    pub async fn build(config: Config, started: Instant) -> anyhow::Result<Self> {
+        let token_key = load_token_key(&config)?;
+        let db = db::connect(&config.database_url, config.db_max_connections).await?;
+        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+        let state = AppState {
+            cache: L1Cache::new(config.l1_cache_max_bytes),
+            tokens: TokenIssuer::new(token_key),
+            passwords: PasswordHasher::new(cores),
+            readiness: Arc::new(Readiness::new()),
+            generation_queued: Arc::new(Notify::new()),
+            db,
+            config: Arc::new(config),
+        };
+        let address = SocketAddr::new(state.config.host, state.config.port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding {address} failed; is another server using PORT={}?", address.port()))?;
+        Ok(Self { listener, state, started })
+    }
+
+    /// The bound address, which tells the port when `PORT=0` asked for any free one.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` completes, then drains requests, stops the workers and closes the pool.
+    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, state, started } = self;
+        tracing::info!(
+            address = %listener.local_addr()?,
+            region = state.config.region.as_str(),
+            environment = state.config.environment.as_str(),
+            database = if state.config.is_sqlite() { "sqlite" } else { "postgres" },
+            "listening"
+        );
+
+        // The workers need the migrated schema, so they start once warm-up has finished.
+        let background = tokio::spawn({
+            let state = state.clone();
+            async move {
+                warmup::run(state.clone(), started).await;
+                let provider = Arc::new(SvgSketchProvider::new(state.config.generation_step));
+                spawn_workers(GENERATION_WORKERS, state.db.clone(), state.cache.clone(), provider, Arc::clone(&state.generation_queued))
+            }
+        });
+
+        let (drain_started, drain_signal) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; draining in-flight requests");
+            let _ = drain_started.send(());
+        };
+        let router = crate::http::router(state.clone());
+        let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+        let served = async {
+            let serving = tokio::spawn(server.into_future());
+            let _ = drain_signal.await;
+            // Drain with a bound, so one stuck client cannot hold the process open.
+            match tokio::time::timeout(DRAIN_TIMEOUT, serving).await {
+                Ok(joined) => joined.context("server task failed")?.context("server failed"),
+                Err(_) => {
+                    tracing::warn!(timeout_s = DRAIN_TIMEOUT.as_secs(), "requests still in flight after the drain timeout; closing");
+                    Ok(())
+                }
+            }
+        };
+        let outcome = served.await;
+
+        if background.is_finished() {
+            if let Ok(workers) = background.await {
+                workers.shutdown().await;
+            }
+        } else {
+            background.abort();
+        }
+        state.db.close().await;
+        tracing::info!(uptime_s = started.elapsed().as_secs_f64(), "stopped");
+        outcome
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM, the signal Railway and Docker send before stopping a container.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "listening for Ctrl-C failed");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "listening for SIGTERM failed");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

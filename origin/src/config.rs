@@ -1,0 +1,341 @@
+//! Server configuration, read once from the environment at start-up.
+//!
+//! Every variable has a default that works on a laptop. A value that does not
+//! parse stops the server before it binds, with a message that names the
+//! variable and the accepted form.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use velro_shared::routing::Region;
+
+/// Where the server runs; production tightens the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "development" | "dev" => Some(Self::Development),
+            "test" => Some(Self::Test),
+            "staging" => Some(Self::Staging),
+            "production" | "prod" => Some(Self::Production),
+            _ => None,
+        }
+    }
+
+    /// The canonical lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Staging => "staging",
+            Self::Production => "production",
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Pretty,
+}
+
+/// A secret string whose `Debug` output is redacted, so it cannot reach a log by accident.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Which origins a browser may call the API from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// `*`: any origin, and therefore without credentials (the CORS spec forbids both together).
+    Any,
+    /// An explicit list of `scheme://host[:port]` origins; credentials are allowed.
+    List(Vec<String>),
+}
+
+/// Shortest JWT secret accepted, in bytes: HS256 needs a key at least as long as its 256-bit output.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// The origin's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub database_url: String,
+    /// `None` means: use the one persisted under `data_dir`, or generate it (development only).
+    pub jwt_secret: Option<Secret>,
+    pub allowed_origins: AllowedOrigins,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub region: Region,
+    pub environment: Environment,
+    /// Folder for the default SQLite file and the development JWT secret.
+    pub data_dir: PathBuf,
+    /// Time each stage of the built-in generation provider takes, to stand in for real model latency.
+    pub generation_step: Duration,
+    /// Extra time readiness stays at 503 after warm-up; a test aid, zero by default.
+    pub warmup_hold: Duration,
+    /// Upper bound of the in-process cache, in bytes of cached bodies.
+    pub l1_cache_max_bytes: u64,
+    /// Maximum database connections; SQLite serialises writers, so more buys little there.
+    pub db_max_connections: u32,
+}
+
+/// A configuration value that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {name}={value:?}: expected {expected}")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    expected: &'static str,
+}
+
+/// A source of environment variables; tests pass a map instead of the process environment.
+pub trait EnvSource {
+    /// The value of `name`, or `None` when unset or empty.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+    }
+}
+
+impl<const N: usize> EnvSource for [(&str, &str); N] {
+    fn get(&self, name: &str) -> Option<String> {
+        self.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_string())
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// Reads the configuration from any environment source.
+    pub fn from_source(env: &impl EnvSource) -> Result<Self, ConfigError> {
+        let environment = parse_or(env, "ENVIRONMENT", Environment::Development, "one of development, test, staging, production", |v| {
+            Environment::parse(v)
+        })?;
+        let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or_else(|| "./data".to_string()));
+        let database_url = match env.get("DATABASE_URL") {
+            Some(url) => validate_database_url(url)?,
+            None => default_database_url(&data_dir),
+        };
+        let jwt_secret = match env.get("JWT_SECRET") {
+            Some(secret) if secret.len() < MIN_JWT_SECRET_BYTES => {
+                return Err(ConfigError {
+                    name: "JWT_SECRET",
+                    value: "<redacted>".to_string(),
+                    expected: "at least 32 bytes, for example the output of `openssl rand -base64 48`",
+                });
+            }
+            Some(secret) => Some(Secret::new(secret)),
+            None if environment == Environment::Production => {
+                return Err(ConfigError {
+                    name: "JWT_SECRET",
+                    value: String::new(),
+                    expected: "a secret of at least 32 bytes; it is required when ENVIRONMENT=production",
+                });
+            }
+            None => None,
+        };
+
+        Ok(Self {
+            host: parse_or(env, "HOST", IpAddr::from([127, 0, 0, 1]), "an IP address such as 127.0.0.1 or 0.0.0.0", |v| {
+                v.parse().ok()
+            })?,
+            port: parse_or(env, "PORT", 8000, "a TCP port number from 0 to 65535", |v| v.parse().ok())?,
+            database_url,
+            jwt_secret,
+            allowed_origins: parse_or(
+                env,
+                "ALLOWED_ORIGINS",
+                AllowedOrigins::List(vec!["http://localhost:3000".into(), "http://localhost:5173".into()]),
+                "`*` alone, or a comma-separated list of origins such as https://app.velro.ai,http://localhost:3000",
+                parse_allowed_origins,
+            )?,
+            log_level: env.get("LOG_LEVEL").unwrap_or_else(|| "info".to_string()),
+            log_format: parse_or(env, "LOG_FORMAT", LogFormat::Pretty, "json or pretty", |v| match v {
+                "json" => Some(LogFormat::Json),
+                "pretty" => Some(LogFormat::Pretty),
+                _ => None,
+            })?,
+            region: parse_or(env, "REGION", Region::PRIMARY, "one of us-west1, us-east1, eu-west1", |v| v.parse().ok())?,
+            environment,
+            data_dir,
+            generation_step: parse_or(env, "GENERATION_STEP_MS", Duration::from_millis(500), "a whole number of milliseconds", parse_millis)?,
+            warmup_hold: parse_or(env, "WARMUP_HOLD_MS", Duration::ZERO, "a whole number of milliseconds", parse_millis)?,
+            l1_cache_max_bytes: parse_or(env, "L1_CACHE_MAX_BYTES", 64 * 1024 * 1024, "a whole number of bytes", |v| v.parse().ok())?,
+            db_max_connections: parse_or(env, "DB_MAX_CONNECTIONS", 16, "a whole number from 1 to 1000", |v| {
+                v.parse().ok().filter(|n| (1..=1000).contains(n))
+            })?,
+        })
+    }
+
+    /// Whether the database is SQLite, which serialises writes and lives in a local file.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+/// Parses `name` with `parse`, or returns `default` when it is unset.
+fn parse_or<T>(
+    env: &impl EnvSource,
+    name: &'static str,
+    default: T,
+    expected: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, ConfigError> {
+    match env.get(name) {
+        None => Ok(default),
+        Some(value) => parse(value.trim()).ok_or(ConfigError { name, value, expected }),
+    }
+}
+
+fn parse_millis(value: &str) -> Option<Duration> {
+    value.parse().ok().map(Duration::from_millis)
+}
+
+fn default_database_url(data_dir: &Path) -> String {
+    format!("sqlite://{}/velro.db?mode=rwc", data_dir.display())
+}
+
+fn validate_database_url(url: String) -> Result<String, ConfigError> {
+    let supported = ["sqlite:", "postgres://", "postgresql://"];
+    if supported.iter().any(|prefix| url.starts_with(prefix)) {
+        Ok(url)
+    } else {
+        Err(ConfigError {
+            name: "DATABASE_URL",
+            // The URL may carry a password, so only its scheme is echoed.
+            value: url.split(':').next().unwrap_or_default().to_string() + ":...",
+            expected: "sqlite://PATH?mode=rwc or postgres://USER@HOST/DB",
+        })
+    }
+}
+
+fn parse_allowed_origins(value: &str) -> Option<AllowedOrigins> {
+    if value == "*" {
+        return Some(AllowedOrigins::Any);
+    }
+    let mut origins = Vec::new();
+    for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        if !is_origin(origin) {
+            return None;
+        }
+        origins.push(origin.trim_end_matches('/').to_string());
+    }
+    (!origins.is_empty()).then_some(AllowedOrigins::List(origins))
+}
+
+/// Whether `value` is a serialised origin: a scheme, a host and an optional port, with no path.
+fn is_origin(value: &str) -> bool {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return false;
+    };
+    let rest = rest.trim_end_matches('/');
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '*', ' '])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fit_a_laptop() {
+        let config = Config::from_source(&[]).unwrap();
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.host.to_string(), "127.0.0.1");
+        assert_eq!(config.database_url, "sqlite://./data/velro.db?mode=rwc");
+        assert_eq!(config.environment, Environment::Development);
+        assert!(config.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn invalid_port_names_variable() {
+        let error = Config::from_source(&[("PORT", "eighty")]).unwrap_err().to_string();
+        assert_eq!(error, "invalid PORT=\"eighty\": expected a TCP port number from 0 to 65535");
+    }
+
+    #[test]
+    fn production_requires_jwt_secret() {
+        let error = Config::from_source(&[("ENVIRONMENT", "production")]).unwrap_err().to_string();
+        assert!(error.starts_with("invalid JWT_SECRET="), "{error}");
+    }
+
+    #[test]
+    fn short_jwt_secret_is_rejected_without_echo() {
+        let error = Config::from_source(&[("JWT_SECRET", "hunter2")]).unwrap_err().to_string();
+        assert!(error.contains("at least 32 bytes"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn wildcard_origin_cannot_mix_with_a_list() {
+        let error = Config::from_source(&[("ALLOWED_ORIGINS", "*,https://app.velro.ai")]);
+        assert!(error.is_err());
+        let config = Config::from_source(&[("ALLOWED_ORIGINS", "*")]).unwrap();
+        assert_eq!(config.allowed_origins, AllowedOrigins::Any);
+    }
+
+    #[test]
+    fn origin_list_is_parsed() {
+        let config = Config::from_source(&[("ALLOWED_ORIGINS", "https://app.velro.ai, http://localhost:3000/")]).unwrap();
+        assert_eq!(
+            config.allowed_origins,
+            AllowedOrigins::List(vec!["https://app.velro.ai".into(), "http://localhost:3000".into()])
+        );
+        assert!(Config::from_source(&[("ALLOWED_ORIGINS", "https://app.velro.ai/path")]).is_err());
+    }
+
+    #[test]
+    fn database_url_error_hides_credentials() {
+        let error = Config::from_source(&[("DATABASE_URL", "mysql://root:pw@db/velro")]).unwrap_err().to_string();
+        assert!(!error.contains("pw@"), "{error}");
+        assert!(error.contains("DATABASE_URL"), "{error}");
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(format!("{:?}", Secret::new("s3cr3t".into())), "Secret(<redacted>)");
+    }
+}

@@ -1,0 +1,118 @@
+//! Database access: the connection pool, migrations and one module of queries per table.
+//!
+//! The pool is sqlx's `Any` driver, so one set of queries serves both the SQLite
+//! default and Postgres. Queries therefore stick to portable SQL: `$N`
+//! placeholders, TEXT and BIGINT columns, and `RETURNING`, which both engines have.
+
+pub mod generations;
+pub mod models;
+pub mod projects;
+pub mod tokens;
+pub mod users;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+/// Migrations embedded in the binary, so `serve` and `migrate` need no files at run time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Connections kept open at all times, so the first requests after start-up do not pay for a connect.
+pub const MIN_CONNECTIONS: u32 = 4;
+/// How long a request waits for a free connection before it answers 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connection pool; cheap to clone.
+pub type Db = AnyPool;
+
+/// Opens a pool for `database_url`, creating the SQLite file's folder when needed.
+pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result<Db> {
+    sqlx::any::install_default_drivers();
+    let is_sqlite = database_url.starts_with("sqlite:");
+    if is_sqlite {
+        create_sqlite_folder(database_url)?;
+    }
+
+    let options: AnyConnectOptions = database_url
+        .parse()
+        .context("DATABASE_URL is not a valid database URL")?;
+    // Statement logging at INFO would put every query on the hot path into the log.
+    let options = options.log_statements(tracing::log::LevelFilter::Debug);
+
+    let pool = AnyPoolOptions::new()
+        .min_connections(MIN_CONNECTIONS.min(max_connections))
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(move |connection, _meta| {
+            Box::pin(async move {
+                if is_sqlite {
+                    // WAL lets readers proceed while one writer commits; the busy timeout makes
+                    // a second writer wait for the lock instead of failing with SQLITE_BUSY.
+                    connection
+                        .execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_lazy_with(options);
+    Ok(pool)
+}
+
+/// Applies the embedded migrations that the database has not seen yet.
+pub async fn migrate(db: &Db) -> anyhow::Result<()> {
+    MIGRATOR.run(db).await.context("applying database migrations failed")
+}
+
+fn create_sqlite_folder(database_url: &str) -> anyhow::Result<()> {
+    let path = database_url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(folder) = Path::new(path).parent().filter(|folder| !folder.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating the database folder {} failed", folder.display()))?;
+    }
+    Ok(())
+}
+
+/// Current time in Unix milliseconds, the unit of every timestamp column.
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Formats Unix milliseconds as an RFC 3339 UTC timestamp with millisecond precision.
+pub fn rfc3339(ms: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|moment| moment.format(format).ok())
+        .unwrap_or_default()
+}
+
+/// Whether a database error is a unique-constraint violation.
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db_error) if db_error.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_milliseconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_796_414_400_123), "2026-12-04T20:00:00.123Z");
+    }
+}

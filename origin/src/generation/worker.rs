@@ -1,0 +1,139 @@
+//! The background worker that moves generations through their life cycle.
+//!
+//! It claims the oldest queued generation, marks it `running`, asks the provider
+//! for the artefact and stores it as `completed` (or `failed`). Every status
+//! change invalidates the cached detail and lists of that generation's owner.
+//! Workers wake when a generation is created and also poll, so generations
+//! queued by another origin instance on a shared database are picked up too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use velro_shared::policy;
+
+use super::GenerationProvider;
+use crate::cache::L1Cache;
+use crate::db::{self, generations, Db};
+use crate::error::error_chain;
+
+/// How often an idle worker looks for work it was not woken for.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// A generation `running` for longer than this was abandoned by a stopped process.
+const STALE_RUNNING_AFTER: Duration = Duration::from_secs(300);
+/// Pause after a database error, so an outage does not become a busy loop.
+const ERROR_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Running workers; dropping it does not stop them, [`WorkerHandle::shutdown`] does.
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl WorkerHandle {
+    /// Asks the workers to stop after their current generation, and waits for them.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Starts `count` workers that share the queue.
+pub fn spawn_workers(
+    count: usize,
+    db: Db,
+    cache: L1Cache,
+    provider: Arc<dyn GenerationProvider>,
+    wake: Arc<Notify>,
+) -> WorkerHandle {
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for index in 0..count {
+        let worker = Worker {
+            index,
+            db: db.clone(),
+            cache: cache.clone(),
+            provider: Arc::clone(&provider),
+            wake: Arc::clone(&wake),
+            stopped: stopped.clone(),
+        };
+        tasks.spawn(worker.run());
+    }
+    WorkerHandle { stop, tasks }
+}
+
+struct Worker {
+    index: usize,
+    db: Db,
+    cache: L1Cache,
+    provider: Arc<dyn GenerationProvider>,
+    wake: Arc<Notify>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        tracing::debug!(worker = self.index, "generation worker started");
+        if self.index == 0 {
+            self.requeue_abandoned().await;
+        }
+        while !*self.stopped.borrow() {
+            let pause = match self.process_next().await {
+                Ok(true) => continue,
+                Ok(false) => POLL_INTERVAL,
+                Err(error) => {
+                    tracing::warn!(worker = self.index, error = %error_chain(&error), "generation worker could not claim work; retrying");
+                    ERROR_BACKOFF
+                }
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.stopped.changed() => {}
+            }
+        }
+        tracing::debug!(worker = self.index, "generation worker stopped");
+    }
+
+    /// Runs one queued generation to its end; `false` when the queue was empty.
+    async fn process_next(&self) -> Result<bool, sqlx::Error> {
+        let Some(generation) = generations::claim_next_queued(&self.db, db::now_ms()).await? else {
+            return Ok(false);
+        };
+        self.cache.invalidate(&policy::generation_changed(&generation.user_id, &generation.id));
+
+        let outcome = if self.provider.supports(&generation.model) {
+            self.provider.generate(&generation.model, &generation.prompt).await
+        } else {
+            Err(format!("no provider serves model {}", generation.model))
+        };
+        let stored = match &outcome {
+            Ok(artefact) => generations::complete(&self.db, &generation.id, &artefact.media_type, &artefact.content, db::now_ms()).await?,
+            Err(reason) => generations::fail(&self.db, &generation.id, reason, db::now_ms()).await?,
+        };
+        self.cache.invalidate(&policy::generation_changed(&generation.user_id, &generation.id));
+        match (&outcome, stored) {
+            (_, false) => tracing::debug!(generation_id = %generation.id, "generation deleted while running; result dropped"),
+            (Ok(_), true) => tracing::debug!(generation_id = %generation.id, "generation completed"),
+            (Err(reason), true) => tracing::warn!(generation_id = %generation.id, %reason, "generation failed"),
+        }
+        Ok(true)
+    }
+
+    async fn requeue_abandoned(&self) {
+        let now = db::now_ms();
+        let stale_before = now - i64::try_from(STALE_RUNNING_AFTER.as_millis()).unwrap_or(i64::MAX);
+        match generations::requeue_stale(&self.db, stale_before, now).await {
+            Ok(requeued) => {
+                for (generation_id, user_id) in &requeued {
+                    self.cache.invalidate(&policy::generation_changed(user_id, generation_id));
+                }
+                if !requeued.is_empty() {
+                    tracing::info!(count = requeued.len(), "requeued generations abandoned while running");
+                }
+            }
+            Err(error) => tracing::warn!(error = %error_chain(&error), "requeueing abandoned generations failed"),
+        }
+    }
+}

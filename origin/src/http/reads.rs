@@ -1,0 +1,149 @@
+//! Cacheable reads: L1 lookup, entity tags, conditional requests and caching headers.
+//!
+//! A handler for a cacheable GET hands its loader to [`respond`]. The loader
+//! runs only on an L1 miss; its rendered body is stored with a weak entity tag
+//! and the policy that `velro-shared` gives the route, so the origin and the
+//! edge send the same `Cache-Control` for the same response.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use velro_shared::policy::{self, CachePolicy, Scope};
+
+use crate::app::AppState;
+use crate::cache::{CachedBody, Lookup};
+use crate::error::AppError;
+
+static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// The parts of a GET request that decide its cache entry and conditional answer.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub if_none_match: Option<String>,
+}
+
+impl ReadRequest {
+    /// A plain GET of `path`, for reads the server makes itself, such as warm-up.
+    pub fn get(path: &str) -> Self {
+        Self { method: "GET".to_string(), path: path.to_string(), query: None, if_none_match: None }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ReadRequest {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            method: parts.method.as_str().to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            if_none_match: parts
+                .headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string),
+        })
+    }
+}
+
+/// Serves a cacheable read with the route's own policy.
+pub async fn respond<T, F, Fut>(state: &AppState, read: &ReadRequest, user_id: Option<&str>, load: F) -> Result<Response, AppError>
+where
+    T: Serialize,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, AppError>>,
+{
+    let route_policy = route_policy(read)?;
+    respond_with_policy(state, read, user_id, || async move { Ok((load().await?, route_policy)) }).await
+}
+
+/// Serves a cacheable read whose policy depends on what was loaded, such as a
+/// generation that caches long once completed and briefly while it runs.
+pub async fn respond_with_policy<T, F, Fut>(state: &AppState, read: &ReadRequest, user_id: Option<&str>, load: F) -> Result<Response, AppError>
+where
+    T: Serialize,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(T, CachePolicy), AppError>>,
+{
+    let matched = policy::match_route(&read.method, &read.path)
+        .ok_or_else(|| anyhow::anyhow!("no cache policy for {} {}", read.method, read.path))?;
+    let key = policy::cache_key(&read.method, &read.path, read.query.as_deref(), user_id)
+        .map_err(|error| anyhow::anyhow!("cache key for {} {}: {error}", read.method, read.path))?;
+    let tags = policy::read_tags(&matched, user_id);
+    let (entry, lookup) = state
+        .cache
+        .get_or_load(&key, &tags, || async move {
+            let (value, policy) = load().await?;
+            let body = serde_json::to_vec(&value).map_err(|error| anyhow::anyhow!("serialising a response failed: {error}"))?;
+            Ok(CachedBody::new(body, policy))
+        })
+        .await?;
+    Ok(cached_response(&entry, lookup, read.if_none_match.as_deref()))
+}
+
+fn route_policy(read: &ReadRequest) -> Result<CachePolicy, AppError> {
+    policy::match_route(&read.method, &read.path)
+        .map(|matched| matched.policy)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no cache policy for {} {}", read.method, read.path)))
+}
+
+fn cached_response(entry: &Arc<CachedBody>, lookup: Lookup, if_none_match: Option<&str>) -> Response {
+    let not_modified = if_none_match.is_some_and(|candidates| etag_matches(candidates, &entry.etag));
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = entry.body.clone().into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    };
+
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&entry.etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    if let Ok(cache_control) = HeaderValue::from_str(&policy::cache_control(&entry.policy)) {
+        headers.insert(header::CACHE_CONTROL, cache_control);
+    }
+    if entry.policy.scope == Scope::Private {
+        // The body depends on who asks, so any cache in between must key on the token too.
+        headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
+    }
+    let status = match lookup {
+        Lookup::Hit => "velro-origin; hit",
+        Lookup::Miss => "velro-origin; fwd=miss; stored",
+    };
+    headers.insert(CACHE_STATUS.clone(), HeaderValue::from_static(status));
+    response
+}
+
+/// `If-None-Match` uses the weak comparison (RFC 9110, 13.1.2): the `W/` prefix is
+/// ignored on both sides, and `*` matches any current representation.
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
+    let current = opaque(etag);
+    if_none_match.split(',').any(|candidate| candidate.trim() == "*" || opaque(candidate) == current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_comparison_ignores_prefix() {
+        assert!(etag_matches("W/\"abc\"", "W/\"abc\""));
+        assert!(etag_matches("\"abc\"", "W/\"abc\""));
+        assert!(etag_matches("\"x\", W/\"abc\"", "W/\"abc\""));
+        assert!(etag_matches("*", "W/\"abc\""));
+        assert!(!etag_matches("W/\"abd\"", "W/\"abc\""));
+    }
+}

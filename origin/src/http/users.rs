@@ -1,0 +1,46 @@
+//! `/users/profile`: the caller's own profile.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use velro_shared::api::{UpdateProfileRequest, User, MAX_NAME_CHARS};
+use velro_shared::policy;
+
+use super::json::ApiJson;
+use super::reads::{self, ReadRequest};
+use super::validate;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db::{self, users};
+use crate::error::AppError;
+
+/// Routes under `/users`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/users/profile", get(get_profile).patch(update_profile))
+}
+
+async fn get_profile(State(state): State<AppState>, user: AuthUser, read: ReadRequest) -> Result<Response, AppError> {
+    reads::respond(&state, &read, Some(&user.id), || async {
+        let row = users::find_by_id(&state.db, &user.id).await?.ok_or_else(|| AppError::not_found("user"))?;
+        Ok(row.to_api())
+    })
+    .await
+}
+
+async fn update_profile(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(request): ApiJson<UpdateProfileRequest>,
+) -> Result<Json<User>, AppError> {
+    let Some(display_name) = request.display_name else {
+        let row = users::find_by_id(&state.db, &user.id).await?.ok_or_else(|| AppError::not_found("user"))?;
+        return Ok(Json(row.to_api()));
+    };
+    let display_name = validate::required_text("display_name", &display_name, MAX_NAME_CHARS)?;
+    let row = users::update_display_name(&state.db, &user.id, &display_name, db::now_ms())
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?;
+    state.cache.invalidate(&policy::invalidations("PATCH", "/users/profile", &user.id));
+    Ok(Json(row.to_api()))
+}

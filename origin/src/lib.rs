@@ -1,0 +1,24 @@
+//! The Velro origin: the API server that answers what the edge cannot serve from
+//! its cache, and the operations commands that go with it.
+//!
+//! A request passes through [`http`] (router, middleware, one module per
+//! resource), reads go through the [`cache`] (L1, in process) before the
+//! [`db`] (sqlx, SQLite by default or Postgres), and writes invalidate the cache
+//! entries the shared policy names. [`app`] builds and runs the server;
+//! [`warmup`] gets it ready before it takes traffic; [`generation`] runs the
+//! queued generations in the background. `seed` and `loadtest` are the
+//! operations commands.
+
+pub mod app;
+pub mod auth;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod generation;
+pub mod http;
+pub mod loadtest;
+pub mod seed;
+pub mod telemetry;
+pub mod warmup;

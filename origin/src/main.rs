@@ -1,0 +1,61 @@
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use velro_origin::app::{shutdown_signal, Application};
+use velro_origin::cli::{Cli, Command};
+use velro_origin::config::{Config, LogFormat};
+use velro_origin::telemetry::{self, LogTarget};
+use velro_origin::{db, loadtest, seed};
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, started)) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "exiting after an error");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, started: Instant) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let config = Config::from_env()?;
+            telemetry::init(&config.log_level, config.log_format, LogTarget::Stdout);
+            let application = Application::build(config, started).await?;
+            application.run_until_stopped(shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            let config = Config::from_env()?;
+            telemetry::init(&config.log_level, config.log_format, LogTarget::Stderr);
+            let db = db::connect(&config.database_url, 1).await?;
+            db::migrate(&db).await?;
+            db.close().await;
+            println!("migrations applied");
+        }
+        Command::Seed(args) => {
+            let config = Config::from_env()?;
+            telemetry::init(&config.log_level, config.log_format, LogTarget::Stderr);
+            seed::run(&config, &args).await.context("seeding failed")?;
+        }
+        Command::Loadtest(args) => {
+            // The load test talks to a server over HTTP and needs none of its configuration.
+            let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".to_string());
+            telemetry::init(&level, LogFormat::Pretty, LogTarget::Stderr);
+            return loadtest::run(args).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
