@@ -53,13 +53,14 @@ async fn login(State(state): State<AppState>, ApiJson(request): ApiJson<LoginReq
     let invalid = || AppError::client(ErrorCode::InvalidCredentials, "email or password is incorrect");
     // A malformed email cannot match an account; it gets the same answer as a wrong password.
     let email = validate::email(&request.email).map_err(|_| invalid())?;
-    let user = users::find_by_email(&state.db, &email).await?;
-    let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
-    let verified = state.passwords.verify(request.password, stored_hash).await?;
-    let user = match user {
-        Some(user) if verified => user,
-        _ => return Err(invalid()),
+    let Some(user) = users::find_by_email(&state.db, &email).await? else {
+        // Burn the same time as a real check, so the answer does not reveal whether the email is registered.
+        state.passwords.verify(request.password, None).await?;
+        return Err(invalid());
     };
+    if !state.passwords.verify_login(&user.id, request.password, user.password_hash.clone()).await? {
+        return Err(invalid());
+    }
 
     users::touch_last_active(&state.db, &user.id, db::now_ms()).await?;
     let family_id = uuid::Uuid::new_v4().to_string();

@@ -120,6 +120,9 @@ impl VirtualUser {
     /// Runs workflows until the stop signal. A request already sent when it
     /// arrives runs to completion or to the client timeout.
     pub async fn run(mut self) {
+        // Users arrive spread over one think time, as real sessions do, instead of
+        // all logging in at the same instant; with no think time they start at once.
+        self.think().await;
         while !self.stopped() {
             self.run_workflow().await;
             self.think().await;
