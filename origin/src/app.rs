@@ -55,7 +55,9 @@ impl Application {
     pub async fn build(config: Config, started: Instant) -> anyhow::Result<Self> {
         let token_key = load_token_key(&config)?;
         let db = db::connect(&config.database_url, config.db_max_connections).await?;
-        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(2);
         let state = AppState {
             cache: L1Cache::new(config.l1_cache_max_bytes),
             tokens: TokenIssuer::new(token_key),
@@ -66,20 +68,34 @@ impl Application {
             config: Arc::new(config),
         };
         let address = SocketAddr::new(state.config.host, state.config.port);
-        let listener = TcpListener::bind(address)
-            .await
-            .with_context(|| format!("binding {address} failed; is another server using PORT={}?", address.port()))?;
-        Ok(Self { listener, state, started })
+        let listener = TcpListener::bind(address).await.with_context(|| {
+            format!(
+                "binding {address} failed; is another server using PORT={}?",
+                address.port()
+            )
+        })?;
+        Ok(Self {
+            listener,
+            state,
+            started,
+        })
     }
 
-    /// The bound address, which tells the port when `PORT=0` asked for any free one.
+    /// The bound address, including the port chosen when `PORT=0` requested any free one.
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
     }
 
     /// Serves until `shutdown` completes, then drains requests, stops the workers and closes the pool.
-    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, state, started } = self;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            started,
+        } = self;
         tracing::info!(
             address = %listener.local_addr()?,
             region = state.config.region.as_str(),
@@ -94,7 +110,13 @@ impl Application {
             async move {
                 warmup::run(state.clone(), started).await;
                 let provider = Arc::new(SvgSketchProvider::new(state.config.generation_step));
-                spawn_workers(GENERATION_WORKERS, state.db.clone(), state.cache.clone(), provider, Arc::clone(&state.generation_queued))
+                spawn_workers(
+                    GENERATION_WORKERS,
+                    state.db.clone(),
+                    state.cache.clone(),
+                    provider,
+                    Arc::clone(&state.generation_queued),
+                )
             }
         });
 
@@ -111,9 +133,14 @@ impl Application {
             let _ = drain_signal.await;
             // Drain with a bound, so one stuck client cannot hold the process open.
             match tokio::time::timeout(DRAIN_TIMEOUT, serving).await {
-                Ok(joined) => joined.context("server task failed")?.context("server failed"),
+                Ok(joined) => joined
+                    .context("server task failed")?
+                    .context("server failed"),
                 Err(_) => {
-                    tracing::warn!(timeout_s = DRAIN_TIMEOUT.as_secs(), "requests still in flight after the drain timeout; closing");
+                    tracing::warn!(
+                        timeout_s = DRAIN_TIMEOUT.as_secs(),
+                        "requests still in flight after the drain timeout; closing"
+                    );
                     Ok(())
                 }
             }

@@ -35,12 +35,20 @@ impl CachedBody {
     pub fn new(body: Vec<u8>, policy: CachePolicy) -> Self {
         let digest = Sha256::digest(&body);
         let etag = format!("W/\"{}\"", hex_prefix(&digest, 16));
-        Self { body: Bytes::from(body), etag, policy }
+        Self {
+            body: Bytes::from(body),
+            etag,
+            policy,
+        }
     }
 }
 
 fn hex_prefix(bytes: &[u8], length: usize) -> String {
-    bytes.iter().take(length / 2).map(|byte| format!("{byte:02x}")).collect()
+    bytes
+        .iter()
+        .take(length / 2)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Whether a lookup found the entry or had to load it.
@@ -54,7 +62,12 @@ pub enum Lookup {
 struct PolicyExpiry;
 
 impl Expiry<String, Arc<CachedBody>> for PolicyExpiry {
-    fn expire_after_create(&self, _key: &String, value: &Arc<CachedBody>, _created_at: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<CachedBody>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
         Some(Duration::from_secs(u64::from(value.policy.edge_ttl)))
     }
 }
@@ -96,7 +109,12 @@ impl L1Cache {
     /// Concurrent misses on one key share a single `load` (moka coalesces them),
     /// so a burst of requests for a cold key makes one database query. Errors are
     /// not cached.
-    pub async fn get_or_load<F, Fut>(&self, key: &CacheKey, tags: &[String], load: F) -> Result<(Arc<CachedBody>, Lookup), AppError>
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        key: &CacheKey,
+        tags: &[String],
+        load: F,
+    ) -> Result<(Arc<CachedBody>, Lookup), AppError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<CachedBody, AppError>>,
@@ -109,8 +127,16 @@ impl L1Cache {
             .await
             .map_err(AppError::from_shared)?;
         // Requests that waited on another request's load count as hits: they made no query.
-        let lookup = if entry.is_fresh() { Lookup::Miss } else { Lookup::Hit };
-        let counter = if lookup == Lookup::Hit { &self.hits } else { &self.misses };
+        let lookup = if entry.is_fresh() {
+            Lookup::Miss
+        } else {
+            Lookup::Hit
+        };
+        let counter = if lookup == Lookup::Hit {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         Ok((entry.into_value(), lookup))
     }
@@ -137,9 +163,9 @@ impl L1Cache {
         let mut versioned = String::with_capacity(key.as_str().len() + 12 * tags.len());
         versioned.push_str(key.as_str());
         for tag in tags {
-            let version = self
-                .tag_versions
-                .get_with_by_ref(tag.as_str(), || self.next_version.fetch_add(1, Ordering::Relaxed));
+            let version = self.tag_versions.get_with_by_ref(tag.as_str(), || {
+                self.next_version.fetch_add(1, Ordering::Relaxed)
+            });
             versioned.push_str(&format!("#{version}"));
         }
         versioned
@@ -156,19 +182,31 @@ mod tests {
 
     fn profile_key(user: &str) -> (CacheKey, Vec<String>) {
         let route = match_route("GET", "/users/profile").unwrap();
-        (cache_key("GET", "/users/profile", None, Some(user)).unwrap(), read_tags(&route, Some(user)))
+        (
+            cache_key("GET", "/users/profile", None, Some(user)).unwrap(),
+            read_tags(&route, Some(user)),
+        )
     }
 
     fn body(text: &str) -> CachedBody {
-        CachedBody::new(text.as_bytes().to_vec(), match_route("GET", "/users/profile").unwrap().policy)
+        CachedBody::new(
+            text.as_bytes().to_vec(),
+            match_route("GET", "/users/profile").unwrap().policy,
+        )
     }
 
     #[tokio::test]
     async fn second_lookup_is_a_hit() {
         let cache = L1Cache::new(1 << 20);
         let (key, tags) = profile_key("u1");
-        let (_, first) = cache.get_or_load(&key, &tags, || async { Ok(body("a")) }).await.unwrap();
-        let (value, second) = cache.get_or_load(&key, &tags, || async { Ok(body("b")) }).await.unwrap();
+        let (_, first) = cache
+            .get_or_load(&key, &tags, || async { Ok(body("a")) })
+            .await
+            .unwrap();
+        let (value, second) = cache
+            .get_or_load(&key, &tags, || async { Ok(body("b")) })
+            .await
+            .unwrap();
         assert_eq!(first, Lookup::Miss);
         assert_eq!(second, Lookup::Hit);
         assert_eq!(&value.body[..], b"a");
@@ -179,9 +217,19 @@ mod tests {
     async fn invalidation_forces_a_reload() {
         let cache = L1Cache::new(1 << 20);
         let (key, tags) = profile_key("u1");
-        cache.get_or_load(&key, &tags, || async { Ok(body("old")) }).await.unwrap();
-        cache.invalidate(&velro_shared::policy::invalidations("PATCH", "/users/profile", "u1"));
-        let (value, lookup) = cache.get_or_load(&key, &tags, || async { Ok(body("new")) }).await.unwrap();
+        cache
+            .get_or_load(&key, &tags, || async { Ok(body("old")) })
+            .await
+            .unwrap();
+        cache.invalidate(&velro_shared::policy::invalidations(
+            "PATCH",
+            "/users/profile",
+            "u1",
+        ));
+        let (value, lookup) = cache
+            .get_or_load(&key, &tags, || async { Ok(body("new")) })
+            .await
+            .unwrap();
         assert_eq!(lookup, Lookup::Miss);
         assert_eq!(&value.body[..], b"new");
     }
@@ -190,9 +238,19 @@ mod tests {
     async fn other_users_entries_survive_invalidation() {
         let cache = L1Cache::new(1 << 20);
         let (key, tags) = profile_key("u2");
-        cache.get_or_load(&key, &tags, || async { Ok(body("u2")) }).await.unwrap();
-        cache.invalidate(&velro_shared::policy::invalidations("PATCH", "/users/profile", "u1"));
-        let (_, lookup) = cache.get_or_load(&key, &tags, || async { Ok(body("x")) }).await.unwrap();
+        cache
+            .get_or_load(&key, &tags, || async { Ok(body("u2")) })
+            .await
+            .unwrap();
+        cache.invalidate(&velro_shared::policy::invalidations(
+            "PATCH",
+            "/users/profile",
+            "u1",
+        ));
+        let (_, lookup) = cache
+            .get_or_load(&key, &tags, || async { Ok(body("x")) })
+            .await
+            .unwrap();
         assert_eq!(lookup, Lookup::Hit);
     }
 
@@ -223,9 +281,14 @@ mod tests {
     async fn errors_are_not_cached() {
         let cache = L1Cache::new(1 << 20);
         let (key, tags) = profile_key("u1");
-        let failed = cache.get_or_load(&key, &tags, || async { Err(AppError::not_found("user")) }).await;
+        let failed = cache
+            .get_or_load(&key, &tags, || async { Err(AppError::not_found("user")) })
+            .await;
         assert!(failed.is_err());
-        let (_, lookup) = cache.get_or_load(&key, &tags, || async { Ok(body("ok")) }).await.unwrap();
+        let (_, lookup) = cache
+            .get_or_load(&key, &tags, || async { Ok(body("ok")) })
+            .await
+            .unwrap();
         assert_eq!(lookup, Lookup::Miss);
     }
 

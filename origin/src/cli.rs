@@ -14,7 +14,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// What to run.
+/// Subcommands of `velro-origin`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (the default when no command is given).

@@ -130,7 +130,9 @@ pub struct ProcessEnv;
 
 impl EnvSource for ProcessEnv {
     fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
     }
 }
 
@@ -150,9 +152,13 @@ impl Config {
 
     /// Reads the configuration from any environment source.
     pub fn from_source(env: &impl EnvSource) -> Result<Self, ConfigError> {
-        let environment = parse_or(env, "ENVIRONMENT", Environment::Development, "one of development, test, staging, production", |v| {
-            Environment::parse(v)
-        })?;
+        let environment = parse_or(
+            env,
+            "ENVIRONMENT",
+            Environment::Development,
+            "one of development, test, staging, production",
+            |v| Environment::parse(v),
+        )?;
         let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or_else(|| "./data".to_string()));
         let database_url = match env.get("DATABASE_URL") {
             Some(url) => validate_database_url(url)?,
@@ -163,7 +169,8 @@ impl Config {
                 return Err(ConfigError {
                     name: "JWT_SECRET",
                     value: "<redacted>".to_string(),
-                    expected: "at least 32 bytes, for example the output of `openssl rand -base64 48`",
+                    expected:
+                        "at least 32 bytes, for example the output of `openssl rand -base64 48`",
                 });
             }
             Some(secret) => Some(Secret::new(secret)),
@@ -171,7 +178,8 @@ impl Config {
                 return Err(ConfigError {
                     name: "JWT_SECRET",
                     value: String::new(),
-                    expected: "a secret of at least 32 bytes; it is required when ENVIRONMENT=production",
+                    expected:
+                        "a secret of at least 32 bytes; it is required when ENVIRONMENT=production",
                 });
             }
             None => None,
@@ -225,7 +233,11 @@ fn parse_or<T>(
 ) -> Result<T, ConfigError> {
     match env.get(name) {
         None => Ok(default),
-        Some(value) => parse(value.trim()).ok_or(ConfigError { name, value, expected }),
+        Some(value) => parse(value.trim()).ok_or(ConfigError {
+            name,
+            value,
+            expected,
+        }),
     }
 }
 
@@ -292,19 +304,28 @@ mod tests {
 
     #[test]
     fn invalid_port_names_variable() {
-        let error = Config::from_source(&[("PORT", "eighty")]).unwrap_err().to_string();
-        assert_eq!(error, "invalid PORT=\"eighty\": expected a TCP port number from 0 to 65535");
+        let error = Config::from_source(&[("PORT", "eighty")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "invalid PORT=\"eighty\": expected a TCP port number from 0 to 65535"
+        );
     }
 
     #[test]
     fn production_requires_jwt_secret() {
-        let error = Config::from_source(&[("ENVIRONMENT", "production")]).unwrap_err().to_string();
+        let error = Config::from_source(&[("ENVIRONMENT", "production")])
+            .unwrap_err()
+            .to_string();
         assert!(error.starts_with("invalid JWT_SECRET="), "{error}");
     }
 
     #[test]
     fn short_jwt_secret_is_rejected_without_echo() {
-        let error = Config::from_source(&[("JWT_SECRET", "hunter2")]).unwrap_err().to_string();
+        let error = Config::from_source(&[("JWT_SECRET", "hunter2")])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("at least 32 bytes"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
     }
@@ -319,23 +340,35 @@ mod tests {
 
     #[test]
     fn origin_list_is_parsed() {
-        let config = Config::from_source(&[("ALLOWED_ORIGINS", "https://app.velro.ai, http://localhost:3000/")]).unwrap();
+        let config = Config::from_source(&[(
+            "ALLOWED_ORIGINS",
+            "https://app.velro.ai, http://localhost:3000/",
+        )])
+        .unwrap();
         assert_eq!(
             config.allowed_origins,
-            AllowedOrigins::List(vec!["https://app.velro.ai".into(), "http://localhost:3000".into()])
+            AllowedOrigins::List(vec![
+                "https://app.velro.ai".into(),
+                "http://localhost:3000".into()
+            ])
         );
         assert!(Config::from_source(&[("ALLOWED_ORIGINS", "https://app.velro.ai/path")]).is_err());
     }
 
     #[test]
     fn database_url_error_hides_credentials() {
-        let error = Config::from_source(&[("DATABASE_URL", "mysql://root:pw@db/velro")]).unwrap_err().to_string();
+        let error = Config::from_source(&[("DATABASE_URL", "mysql://root:pw@db/velro")])
+            .unwrap_err()
+            .to_string();
         assert!(!error.contains("pw@"), "{error}");
         assert!(error.contains("DATABASE_URL"), "{error}");
     }
 
     #[test]
     fn secret_debug_is_redacted() {
-        assert_eq!(format!("{:?}", Secret::new("s3cr3t".into())), "Secret(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Secret::new("s3cr3t".into())),
+            "Secret(<redacted>)"
+        );
     }
 }

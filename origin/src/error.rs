@@ -46,7 +46,10 @@ impl AppError {
 
     /// An error the client caused, with its code and message.
     pub fn client(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::Client { code, message: message.into() }
+        Self::Client {
+            code,
+            message: message.into(),
+        }
     }
 
     /// The API error code of this failure.
@@ -65,7 +68,9 @@ impl AppError {
             Ok(error) => error,
             Err(shared) => match &*shared {
                 Self::Client { code, message } => Self::client(*code, message.clone()),
-                Self::Unavailable { reason } => Self::Unavailable { reason: reason.clone() },
+                Self::Unavailable { reason } => Self::Unavailable {
+                    reason: reason.clone(),
+                },
                 other => Self::Internal(anyhow::anyhow!("{}", error_chain(other))),
             },
         }
@@ -93,23 +98,36 @@ impl IntoResponse for AppError {
         let code = self.code();
         let (message, cause) = match &self {
             Self::Client { message, .. } => (message.clone(), None),
-            Self::Unavailable { reason } => ("the service is temporarily unavailable; retry shortly".to_string(), Some(reason.clone())),
+            Self::Unavailable { reason } => (
+                "the service is temporarily unavailable; retry shortly".to_string(),
+                Some(reason.clone()),
+            ),
             Self::Database(sqlx::Error::PoolTimedOut) => (
                 "the service is busy; retry shortly".to_string(),
                 Some("timed out waiting for a database connection".to_string()),
             ),
-            Self::Database(_) | Self::Internal(_) => ("internal server error".to_string(), Some(error_chain(&self))),
+            Self::Database(_) | Self::Internal(_) => (
+                "internal server error".to_string(),
+                Some(error_chain(&self)),
+            ),
         };
-        error_response(ErrorInfo { code, message, cause })
+        error_response(ErrorInfo {
+            code,
+            message,
+            cause,
+        })
     }
 }
 
 /// A response with the status of `info.code` and `info` attached for the middleware to render.
 pub fn error_response(info: ErrorInfo) -> Response {
-    let status = StatusCode::from_u16(info.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(info.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = status.into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response.extensions_mut().insert(info);
     response

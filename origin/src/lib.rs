@@ -1,4 +1,4 @@
-//! The Velro origin: the API server that answers what the edge cannot serve from
+//! The Velro origin: the API server that serves what the edge cannot serve from
 //! its cache, and the operations commands that go with it.
 //!
 //! A request passes through [`http`] (router, middleware, one module per

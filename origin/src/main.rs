@@ -12,7 +12,10 @@ use velro_origin::{db, loadtest, seed};
 fn main() -> ExitCode {
     let started = Instant::now();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: starting the async runtime failed: {error}");

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::db::{self, generations, projects, users, Db};
 use crate::generation::{GenerationProvider, SvgSketchProvider};
 
-/// Password of the demo users unless `--password` says otherwise. For local use only.
+/// Password of the demo users unless `--password` sets another. For local use only.
 pub const DEFAULT_DEMO_PASSWORD: &str = "velro-demo-password";
 
 /// Options of `seed`.
@@ -55,12 +55,16 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
     db::migrate(&db).await?;
 
     // One hash serves every demo user: hashing is deliberately slow, and demo accounts need no per-user salt.
-    let password_hash = PasswordHasher::new(1).hash(args.password.clone()).await.map_err(anyhow::Error::from)?;
+    let password_hash = PasswordHasher::new(1)
+        .hash(args.password.clone())
+        .await
+        .map_err(anyhow::Error::from)?;
     let provider = SvgSketchProvider::new(Duration::ZERO);
     let mut created_generations = 0;
     for index in 1..=args.users {
         let user_id = ensure_user(&db, index, &password_hash).await?;
-        created_generations += ensure_generations(&db, &provider, &user_id, index, args.generations_per_user).await?;
+        created_generations +=
+            ensure_generations(&db, &provider, &user_id, index, args.generations_per_user).await?;
     }
     db.close().await;
 
@@ -83,18 +87,45 @@ async fn ensure_user(db: &Db, index: u32, password_hash: &str) -> anyhow::Result
     }
     let id = uuid::Uuid::now_v7().to_string();
     let display_name = format!("Demo User {index}");
-    let new_user = users::NewUser { id: &id, email: &email, password_hash, display_name: &display_name, now_ms: now };
-    users::insert(db, &new_user).await.with_context(|| format!("creating {email} failed"))?;
+    let new_user = users::NewUser {
+        id: &id,
+        email: &email,
+        password_hash,
+        display_name: &display_name,
+        now_ms: now,
+    };
+    users::insert(db, &new_user)
+        .await
+        .with_context(|| format!("creating {email} failed"))?;
     for name in PROJECT_NAMES {
         let project_id = uuid::Uuid::now_v7().to_string();
-        projects::insert(db, &id, &project_id, name, "Demo project created by `velro-origin seed`.", now).await?;
+        projects::insert(
+            db,
+            &id,
+            &project_id,
+            name,
+            "Demo project created by `velro-origin seed`.",
+            now,
+        )
+        .await?;
     }
     Ok(id)
 }
 
-async fn ensure_generations(db: &Db, provider: &SvgSketchProvider, user_id: &str, user_index: u32, wanted: u32) -> anyhow::Result<u32> {
-    let existing = u32::try_from(generations::count_for_user(db, user_id).await?).unwrap_or(u32::MAX);
-    let project_ids: Vec<String> = projects::list(db, user_id).await?.into_iter().map(|project| project.id).collect();
+async fn ensure_generations(
+    db: &Db,
+    provider: &SvgSketchProvider,
+    user_id: &str,
+    user_index: u32,
+    wanted: u32,
+) -> anyhow::Result<u32> {
+    let existing =
+        u32::try_from(generations::count_for_user(db, user_id).await?).unwrap_or(u32::MAX);
+    let project_ids: Vec<String> = projects::list(db, user_id)
+        .await?
+        .into_iter()
+        .map(|project| project.id)
+        .collect();
     let now = db::now_ms();
     let mut created = 0;
     for number in existing..wanted {
@@ -108,7 +139,9 @@ async fn ensure_generations(db: &Db, provider: &SvgSketchProvider, user_id: &str
         let new = generations::NewGeneration {
             id: &id,
             user_id,
-            project_id: project_ids.get(number as usize % project_ids.len().max(1)).map(String::as_str),
+            project_id: project_ids
+                .get(number as usize % project_ids.len().max(1))
+                .map(String::as_str),
             model,
             prompt,
             idempotency_key: None,

@@ -4,7 +4,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Where log lines go.
+/// Destination of log lines.
 #[derive(Debug, Clone, Copy)]
 pub enum LogTarget {
     /// Standard output: the server's logs, which the platform collects.
@@ -23,8 +23,12 @@ pub fn init(level: &str, format: LogFormat, target: LogTarget) {
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let installed = match (format, target) {
-        (LogFormat::Json, LogTarget::Stdout) => builder.json().with_writer(std::io::stdout).try_init(),
-        (LogFormat::Json, LogTarget::Stderr) => builder.json().with_writer(std::io::stderr).try_init(),
+        (LogFormat::Json, LogTarget::Stdout) => {
+            builder.json().with_writer(std::io::stdout).try_init()
+        }
+        (LogFormat::Json, LogTarget::Stderr) => {
+            builder.json().with_writer(std::io::stderr).try_init()
+        }
         (LogFormat::Pretty, LogTarget::Stdout) => builder.with_writer(std::io::stdout).try_init(),
         (LogFormat::Pretty, LogTarget::Stderr) => builder.with_writer(std::io::stderr).try_init(),
     };

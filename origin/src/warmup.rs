@@ -34,7 +34,11 @@ impl Readiness {
     pub fn new() -> Self {
         Self {
             ready: AtomicBool::new(false),
-            report: Mutex::new(ReadinessBody { ready: false, steps: Vec::new(), total_ms: None }),
+            report: Mutex::new(ReadinessBody {
+                ready: false,
+                steps: Vec::new(),
+                total_ms: None,
+            }),
         }
     }
 
@@ -45,7 +49,10 @@ impl Readiness {
 
     /// A copy of the current report.
     pub fn report(&self) -> ReadinessBody {
-        self.report.lock().map(|report| report.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+        self.report
+            .lock()
+            .map(|report| report.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
     fn publish(&self, report: ReadinessBody) {
@@ -72,15 +79,26 @@ pub async fn run(state: AppState, process_started: Instant) {
         let total_ms = started.elapsed().as_secs_f64() * 1000.0;
         let succeeded = steps.iter().all(|step| step.outcome == StepOutcome::Ok);
         if !succeeded {
-            state.readiness.publish(ReadinessBody { ready: false, steps, total_ms: Some(total_ms) });
-            tracing::warn!(retry_in_s = RETRY_AFTER.as_secs(), "warm-up failed; retrying");
+            state.readiness.publish(ReadinessBody {
+                ready: false,
+                steps,
+                total_ms: Some(total_ms),
+            });
+            tracing::warn!(
+                retry_in_s = RETRY_AFTER.as_secs(),
+                "warm-up failed; retrying"
+            );
             tokio::time::sleep(RETRY_AFTER).await;
             continue;
         }
         if !state.config.warmup_hold.is_zero() {
             tokio::time::sleep(state.config.warmup_hold).await;
         }
-        state.readiness.publish(ReadinessBody { ready: true, steps, total_ms: Some(total_ms) });
+        state.readiness.publish(ReadinessBody {
+            ready: true,
+            steps,
+            total_ms: Some(total_ms),
+        });
         tracing::info!(
             warmup_ms = total_ms,
             cold_start_ms = process_started.elapsed().as_secs_f64() * 1000.0,
@@ -99,9 +117,19 @@ async fn run_steps(state: &AppState) -> Vec<WarmupStep> {
     let (pool, key, hasher, catalogue) = tokio::join!(
         step("database_pool", open_pool_and_prepare(state)),
         step("jwt_key", check_token_key(state)),
-        step("password_hasher", async { state.passwords.dummy_hash().await.map(drop).map_err(anyhow::Error::from) }),
+        step("password_hasher", async {
+            state
+                .passwords
+                .dummy_hash()
+                .await
+                .map(drop)
+                .map_err(anyhow::Error::from)
+        }),
         step("model_catalogue", async {
-            models::serve_catalogue(state, &ReadRequest::get("/models")).await.map(drop).map_err(anyhow::Error::from)
+            models::serve_catalogue(state, &ReadRequest::get("/models"))
+                .await
+                .map(drop)
+                .map_err(anyhow::Error::from)
         }),
     );
     vec![migrations, pool, key, hasher, catalogue]
@@ -115,12 +143,22 @@ async fn step(name: &str, work: impl Future<Output = anyhow::Result<()>>) -> War
     match outcome {
         Ok(()) => {
             tracing::info!(step = name, duration_ms, "warm-up step finished");
-            WarmupStep { name: name.to_string(), outcome: StepOutcome::Ok, duration_ms: Some(duration_ms), error: None }
+            WarmupStep {
+                name: name.to_string(),
+                outcome: StepOutcome::Ok,
+                duration_ms: Some(duration_ms),
+                error: None,
+            }
         }
         Err(error) => {
             let error = error_chain(error.as_ref());
             tracing::error!(step = name, duration_ms, %error, "warm-up step failed");
-            WarmupStep { name: name.to_string(), outcome: StepOutcome::Failed, duration_ms: Some(duration_ms), error: Some(error) }
+            WarmupStep {
+                name: name.to_string(),
+                outcome: StepOutcome::Failed,
+                duration_ms: Some(duration_ms),
+                error: Some(error),
+            }
         }
     }
 }
@@ -152,7 +190,15 @@ async fn prepare_hot_queries(state: &AppState) -> anyhow::Result<()> {
     users::find_by_id(&state.db, probe).await?;
     users::find_by_email(&state.db, probe).await?;
     generations::find(&state.db, probe, probe).await?;
-    generations::list(&state.db, probe, &generations::ListQuery { limit: 1, ..Default::default() }).await?;
+    generations::list(
+        &state.db,
+        probe,
+        &generations::ListQuery {
+            limit: 1,
+            ..Default::default()
+        },
+    )
+    .await?;
     projects::list(&state.db, probe).await?;
     Ok(())
 }
@@ -161,7 +207,11 @@ async fn prepare_hot_queries(state: &AppState) -> anyhow::Result<()> {
 async fn check_token_key(state: &AppState) -> anyhow::Result<()> {
     let now = crate::app::unix_now();
     let probe = state.tokens.access_token("warm-up", now);
-    let claims = token::verify(state.tokens.key(), &probe, now).map_err(|error| anyhow::anyhow!("the JWT key cannot verify its own token: {error}"))?;
-    anyhow::ensure!(claims.sub == "warm-up", "the JWT key returned different claims");
+    let claims = token::verify(state.tokens.key(), &probe, now)
+        .map_err(|error| anyhow::anyhow!("the JWT key cannot verify its own token: {error}"))?;
+    anyhow::ensure!(
+        claims.sub == "warm-up",
+        "the JWT key returned different claims"
+    );
     Ok(())
 }

@@ -257,7 +257,11 @@ pub struct ErrorBody {
 
 impl ErrorEnvelope {
     /// Builds an envelope from its three parts.
-    pub fn new(code: impl Into<String>, message: impl Into<String>, request_id: impl Into<String>) -> Self {
+    pub fn new(
+        code: impl Into<String>,
+        message: impl Into<String>,
+        request_id: impl Into<String>,
+    ) -> Self {
         Self {
             error: ErrorBody {
                 code: code.into(),
@@ -284,7 +288,8 @@ mod tests {
 
     #[test]
     fn update_profile_rejects_unknown_field() {
-        let parsed: Result<UpdateProfileRequest, _> = serde_json::from_str(r#"{"display_nme": "x"}"#);
+        let parsed: Result<UpdateProfileRequest, _> =
+            serde_json::from_str(r#"{"display_nme": "x"}"#);
         assert!(parsed.is_err());
     }
 

@@ -76,7 +76,10 @@ impl ErrorCode {
     /// Whether the same request may succeed later unchanged; a cache may serve a
     /// stale copy in the meantime (RFC 5861 `stale-if-error`).
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::ServiceUnavailable | Self::GatewayTimeout | Self::Internal)
+        matches!(
+            self,
+            Self::ServiceUnavailable | Self::GatewayTimeout | Self::Internal
+        )
     }
 }
 

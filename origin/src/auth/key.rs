@@ -16,7 +16,8 @@ const SECRET_FILE: &str = "jwt-secret";
 /// the data folder, generating and saving it on first run so tokens survive restarts.
 pub fn load_token_key(config: &Config) -> anyhow::Result<TokenKey> {
     if let Some(secret) = &config.jwt_secret {
-        return TokenKey::new(secret.expose().as_bytes()).map_err(|error| anyhow::anyhow!("JWT_SECRET is unusable: {error}"));
+        return TokenKey::new(secret.expose().as_bytes())
+            .map_err(|error| anyhow::anyhow!("JWT_SECRET is unusable: {error}"));
     }
     let path = config.data_dir.join(SECRET_FILE);
     let secret = match std::fs::read_to_string(&path) {
@@ -30,10 +31,16 @@ pub fn load_token_key(config: &Config) -> anyhow::Result<TokenKey> {
             );
             secret
         }
-        Err(error) => return Err(error).with_context(|| format!("reading {} failed", path.display())),
+        Err(error) => {
+            return Err(error).with_context(|| format!("reading {} failed", path.display()))
+        }
     };
-    TokenKey::new(secret.as_bytes())
-        .map_err(|error| anyhow::anyhow!("the secret in {} is unusable: {error}; delete the file to generate a new one", path.display()))
+    TokenKey::new(secret.as_bytes()).map_err(|error| {
+        anyhow::anyhow!(
+            "the secret in {} is unusable: {error}; delete the file to generate a new one",
+            path.display()
+        )
+    })
 }
 
 fn generate_secret() -> String {
@@ -44,7 +51,8 @@ fn generate_secret() -> String {
 
 fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
     if let Some(folder) = path.parent() {
-        std::fs::create_dir_all(folder).with_context(|| format!("creating {} failed", folder.display()))?;
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating {} failed", folder.display()))?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -53,6 +61,9 @@ fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("creating {} failed", path.display()))?;
-    std::io::Write::write_all(&mut file, secret.as_bytes()).with_context(|| format!("writing {} failed", path.display()))
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {} failed", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())
+        .with_context(|| format!("writing {} failed", path.display()))
 }

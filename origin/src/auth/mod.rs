@@ -9,4 +9,6 @@ mod tokens;
 pub use extract::AuthUser;
 pub use key::load_token_key;
 pub use password::PasswordHasher;
-pub use tokens::{hash_refresh_token, new_refresh_token, TokenIssuer, ACCESS_TOKEN_TTL_SECS, REFRESH_TOKEN_TTL_MS};
+pub use tokens::{
+    hash_refresh_token, new_refresh_token, TokenIssuer, ACCESS_TOKEN_TTL_SECS, REFRESH_TOKEN_TTL_MS,
+};

@@ -2,7 +2,7 @@
 //!
 //! One hash takes tens of milliseconds of CPU by design. Running it on a tokio
 //! worker would stall every request scheduled there, so hashes run on the
-//! blocking pool, and a semaphore caps how many run at once so a burst of logins
+//! blocking pool. A semaphore caps how many run at once, so a burst of logins
 //! queues here instead of taking every core from the reads.
 //!
 //! A successful login is also remembered for a while as an HMAC of the stored
@@ -27,9 +27,9 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::AppError;
 
-/// How long a login waits for a hashing slot before it answers 503.
+/// How long a login waits for a hashing slot before it fails with 503.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a successful login is remembered; a changed password hash forgets it at once.
+/// How long a successful login is remembered. A changed password hash no longer matches the remembered one.
 const REMEMBER_LOGIN_FOR: Duration = Duration::from_secs(10 * 60);
 /// Most remembered logins, one per user.
 const MAX_REMEMBERED_LOGINS: u64 = 100_000;
@@ -80,17 +80,28 @@ impl PasswordHasher {
             None => self.dummy_hash().await?,
         };
         self.run(move || {
-            let parsed = PasswordHash::new(&stored).map_err(|error| anyhow::anyhow!("stored password hash is invalid: {error}"))?;
-            Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            let parsed = PasswordHash::new(&stored)
+                .map_err(|error| anyhow::anyhow!("stored password hash is invalid: {error}"))?;
+            Ok(Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok())
         })
         .await
     }
 
     /// Checks a login's password for `user_id`, skipping argon2 when the same
     /// password matched the same stored hash recently; see the module docs.
-    pub async fn verify_login(&self, user_id: &str, password: String, stored: String) -> Result<bool, AppError> {
+    pub async fn verify_login(
+        &self,
+        user_id: &str,
+        password: String,
+        stored: String,
+    ) -> Result<bool, AppError> {
         let fingerprint = self.fingerprint(&stored, &password);
-        let remembered = self.remembered.get(user_id).is_some_and(|known| constant_time_eq(&known, &fingerprint));
+        let remembered = self
+            .remembered
+            .get(user_id)
+            .is_some_and(|known| constant_time_eq(&known, &fingerprint));
         if remembered {
             return Ok(true);
         }
@@ -118,12 +129,19 @@ impl PasswordHasher {
         Ok(hash.clone())
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> Result<T, AppError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, AppError> {
         let _permit = tokio::time::timeout(QUEUE_TIMEOUT, self.permits.acquire())
             .await
-            .map_err(|_| AppError::Unavailable { reason: "password hashing queue is full".to_string() })?
+            .map_err(|_| AppError::Unavailable {
+                reason: "password hashing queue is full".to_string(),
+            })?
             .context("password hashing semaphore closed")?;
-        let outcome = tokio::task::spawn_blocking(work).await.context("password hashing task panicked")?;
+        let outcome = tokio::task::spawn_blocking(work)
+            .await
+            .context("password hashing task panicked")?;
         Ok(outcome?)
     }
 }
@@ -137,7 +155,10 @@ fn random_mac() -> Hmac<Sha256> {
 
 /// Compares two fingerprints in time that does not depend on where they differ.
 fn constant_time_eq(left: &[u8; 32], right: &[u8; 32]) -> bool {
-    left.iter().zip(right).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
+    left.iter()
+        .zip(right)
+        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+        == 0
 }
 
 #[cfg(test)]
@@ -149,28 +170,49 @@ mod tests {
         let hasher = PasswordHasher::new(2);
         let hash = hasher.hash("correct horse".to_string()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(hasher.verify("correct horse".to_string(), Some(hash.clone())).await.unwrap());
-        assert!(!hasher.verify("wrong horse".to_string(), Some(hash)).await.unwrap());
+        assert!(hasher
+            .verify("correct horse".to_string(), Some(hash.clone()))
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify("wrong horse".to_string(), Some(hash))
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
-    async fn remembered_login_skips_argon2_only_for_the_right_password() {
+    async fn remembered_login_needs_right_password() {
         let hasher = PasswordHasher::new(1);
         let hash = hasher.hash("correct horse".to_string()).await.unwrap();
-        assert!(!hasher.verify_login("u1", "wrong horse".to_string(), hash.clone()).await.unwrap());
+        assert!(!hasher
+            .verify_login("u1", "wrong horse".to_string(), hash.clone())
+            .await
+            .unwrap());
         assert_eq!(hasher.remembered.get("u1"), None);
-        assert!(hasher.verify_login("u1", "correct horse".to_string(), hash.clone()).await.unwrap());
+        assert!(hasher
+            .verify_login("u1", "correct horse".to_string(), hash.clone())
+            .await
+            .unwrap());
         assert!(hasher.remembered.get("u1").is_some());
         // A wrong password is still rejected while a right one is remembered.
-        assert!(!hasher.verify_login("u1", "wrong horse".to_string(), hash.clone()).await.unwrap());
+        assert!(!hasher
+            .verify_login("u1", "wrong horse".to_string(), hash.clone())
+            .await
+            .unwrap());
         // A changed stored hash (new password) does not match the remembered fingerprint.
         let new_hash = hasher.hash("new password".to_string()).await.unwrap();
-        assert!(!hasher.verify_login("u1", "correct horse".to_string(), new_hash).await.unwrap());
+        assert!(!hasher
+            .verify_login("u1", "correct horse".to_string(), new_hash)
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
     async fn unknown_account_never_verifies() {
         let hasher = PasswordHasher::new(1);
-        assert!(!hasher.verify("velro-dummy-password".to_string(), None).await.unwrap());
+        assert!(!hasher
+            .verify("velro-dummy-password".to_string(), None)
+            .await
+            .unwrap());
     }
 }

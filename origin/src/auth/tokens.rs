@@ -51,5 +51,8 @@ pub fn new_refresh_token() -> String {
 /// The stored form of a refresh token. A plain SHA-256 suffices: the token has
 /// 256 bits of entropy, so there is nothing to brute-force that a slow hash would protect.
 pub fn hash_refresh_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

@@ -25,7 +25,7 @@ pub struct GenerationRow {
 }
 
 impl GenerationRow {
-    /// The stored status; a value outside the four known ones reads as `failed`.
+    /// Parses the stored status; a value outside the four known ones reads as `failed`.
     pub fn status(&self) -> GenerationStatus {
         GenerationStatus::parse(&self.status).unwrap_or(GenerationStatus::Failed)
     }
@@ -48,7 +48,8 @@ impl GenerationRow {
     }
 }
 
-const COLUMNS: &str = "id, user_id, project_id, model, prompt, status, result_type, result, error, \
+const COLUMNS: &str =
+    "id, user_id, project_id, model, prompt, status, result_type, result, error, \
                        request_hash, created_at, updated_at, completed_at";
 
 /// A generation to insert, always as `queued`.
@@ -82,21 +83,29 @@ pub async fn insert(db: &Db, new: &NewGeneration<'_>) -> Result<GenerationRow, s
 }
 
 /// Finds the generation a user created with an idempotency key.
-pub async fn find_by_idempotency_key(db: &Db, user_id: &str, key: &str) -> Result<Option<GenerationRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM generations WHERE user_id = $1 AND idempotency_key = $2"))
-        .bind(user_id)
-        .bind(key)
-        .fetch_optional(db)
-        .await
+pub async fn find_by_idempotency_key(
+    db: &Db,
+    user_id: &str,
+    key: &str,
+) -> Result<Option<GenerationRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM generations WHERE user_id = $1 AND idempotency_key = $2"
+    ))
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(db)
+    .await
 }
 
 /// Finds one of the user's generations.
 pub async fn find(db: &Db, user_id: &str, id: &str) -> Result<Option<GenerationRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM generations WHERE id = $1 AND user_id = $2"))
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM generations WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Position after which a page starts: the last item of the previous page.
@@ -117,7 +126,11 @@ pub struct ListQuery<'a> {
 
 /// Lists a page of the user's generations, newest first, and fetches one row
 /// past the page so the caller knows whether another page follows.
-pub async fn list(db: &Db, user_id: &str, query: &ListQuery<'_>) -> Result<Vec<GenerationRow>, sqlx::Error> {
+pub async fn list(
+    db: &Db,
+    user_id: &str,
+    query: &ListQuery<'_>,
+) -> Result<Vec<GenerationRow>, sqlx::Error> {
     // Built from fixed fragments only; every value goes through a bind.
     let mut sql = format!("SELECT {COLUMNS} FROM generations WHERE user_id = $1");
     let mut next = 2;
@@ -149,7 +162,10 @@ pub async fn list(db: &Db, user_id: &str, query: &ListQuery<'_>) -> Result<Vec<G
     if let Some(cursor) = &query.after {
         statement = statement.bind(cursor.created_at).bind(cursor.id.as_str());
     }
-    statement.bind(i64::from(query.limit) + 1).fetch_all(db).await
+    statement
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(db)
+        .await
 }
 
 /// Deletes one of the user's generations; `false` when nothing matched.
@@ -179,7 +195,13 @@ pub async fn claim_next_queued(db: &Db, now_ms: i64) -> Result<Option<Generation
 }
 
 /// Stores the result of a running generation; `false` when it was deleted meanwhile.
-pub async fn complete(db: &Db, id: &str, result_type: &str, result: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+pub async fn complete(
+    db: &Db,
+    id: &str,
+    result_type: &str,
+    result: &str,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
     let outcome = sqlx::query(
         "UPDATE generations SET status = 'completed', result_type = $1, result = $2, updated_at = $3, completed_at = $3 \
          WHERE id = $4 AND status = 'running'",
@@ -209,7 +231,11 @@ pub async fn fail(db: &Db, id: &str, reason: &str, now_ms: i64) -> Result<bool, 
 
 /// Puts generations left `running` since before `stale_before_ms` (by a crashed
 /// process) back in the queue, and returns their ids and owners.
-pub async fn requeue_stale(db: &Db, stale_before_ms: i64, now_ms: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
+pub async fn requeue_stale(
+    db: &Db,
+    stale_before_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE generations SET status = 'queued', updated_at = $1 \
          WHERE status = 'running' AND updated_at < $2 RETURNING id, user_id",
@@ -221,7 +247,12 @@ pub async fn requeue_stale(db: &Db, stale_before_ms: i64, now_ms: i64) -> Result
 }
 
 /// Inserts an already completed generation with a back-dated creation time, for demo data.
-pub async fn insert_completed(db: &Db, new: &NewGeneration<'_>, result_type: &str, result: &str) -> Result<(), sqlx::Error> {
+pub async fn insert_completed(
+    db: &Db,
+    new: &NewGeneration<'_>,
+    result_type: &str,
+    result: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO generations (id, user_id, project_id, model, prompt, status, result_type, result, request_hash, created_at, updated_at, completed_at) \
          VALUES ($1, $2, $3, $4, $5, 'completed', $6, $7, $8, $9, $9, $9)",

@@ -64,7 +64,10 @@ pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result
 
 /// Applies the embedded migrations that the database has not seen yet.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
-    MIGRATOR.run(db).await.context("applying database migrations failed")
+    MIGRATOR
+        .run(db)
+        .await
+        .context("applying database migrations failed")
 }
 
 fn create_sqlite_folder(database_url: &str) -> anyhow::Result<()> {
@@ -75,7 +78,10 @@ fn create_sqlite_folder(database_url: &str) -> anyhow::Result<()> {
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
-    if let Some(folder) = Path::new(path).parent().filter(|folder| !folder.as_os_str().is_empty()) {
+    if let Some(folder) = Path::new(path)
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("creating the database folder {} failed", folder.display()))?;
     }

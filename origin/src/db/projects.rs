@@ -47,15 +47,24 @@ pub async fn list(db: &Db, user_id: &str) -> Result<Vec<ProjectRow>, sqlx::Error
 
 /// Finds one of the user's projects.
 pub async fn find(db: &Db, user_id: &str, id: &str) -> Result<Option<ProjectRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE id = $1 AND user_id = $2"))
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM projects WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Creates a project.
-pub async fn insert(db: &Db, user_id: &str, id: &str, name: &str, description: &str, now_ms: i64) -> Result<ProjectRow, sqlx::Error> {
+pub async fn insert(
+    db: &Db,
+    user_id: &str,
+    id: &str,
+    name: &str,
+    description: &str,
+    now_ms: i64,
+) -> Result<ProjectRow, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO projects (id, user_id, name, description, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $5) RETURNING {COLUMNS}"
@@ -103,10 +112,11 @@ pub async fn delete(db: &Db, user_id: &str, id: &str) -> Result<bool, sqlx::Erro
 
 /// Whether the user owns a project with this id.
 pub async fn exists(db: &Db, user_id: &str, id: &str) -> Result<bool, sqlx::Error> {
-    let found: Option<String> = sqlx::query_scalar("SELECT id FROM projects WHERE id = $1 AND user_id = $2")
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(db)
-        .await?;
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT id FROM projects WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
     Ok(found.is_some())
 }

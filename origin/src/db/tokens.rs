@@ -52,11 +52,12 @@ pub async fn consume(db: &Db, token_hash: &str, now_ms: i64) -> Result<Consumed,
         return Ok(Consumed::Valid { user_id, family_id });
     }
 
-    let used_family: Option<String> =
-        sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NOT NULL")
-            .bind(token_hash)
-            .fetch_optional(db)
-            .await?;
+    let used_family: Option<String> = sqlx::query_scalar(
+        "SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NOT NULL",
+    )
+    .bind(token_hash)
+    .fetch_optional(db)
+    .await?;
     match used_family {
         Some(family_id) => {
             revoke_family(db, &family_id, now_ms).await?;
@@ -78,10 +79,11 @@ pub async fn revoke_family(db: &Db, family_id: &str, now_ms: i64) -> Result<(), 
 
 /// Revokes the family of a token, if the token exists; logging out twice is not an error.
 pub async fn revoke_by_token(db: &Db, token_hash: &str, now_ms: i64) -> Result<(), sqlx::Error> {
-    let family: Option<String> = sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
-        .bind(token_hash)
-        .fetch_optional(db)
-        .await?;
+    let family: Option<String> =
+        sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(db)
+            .await?;
     if let Some(family_id) = family {
         revoke_family(db, &family_id, now_ms).await?;
     }

@@ -73,7 +73,12 @@ pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<UserRow>, sqlx::Erro
 }
 
 /// Sets the display name; `None` when the user does not exist.
-pub async fn update_display_name(db: &Db, id: &str, display_name: &str, now_ms: i64) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn update_display_name(
+    db: &Db,
+    id: &str,
+    display_name: &str,
+    now_ms: i64,
+) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE users SET display_name = $1, updated_at = $2 WHERE id = $3 RETURNING {COLUMNS}"
     ))
@@ -95,7 +100,12 @@ pub async fn touch_last_active(db: &Db, id: &str, now_ms: i64) -> Result<(), sql
 }
 
 /// Replaces a user's password hash, used by `seed` to keep demo passwords in step.
-pub async fn set_password_hash(db: &Db, id: &str, password_hash: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn set_password_hash(
+    db: &Db,
+    id: &str,
+    password_hash: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
         .bind(password_hash)
         .bind(now_ms)

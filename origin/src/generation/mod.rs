@@ -27,5 +27,9 @@ pub trait GenerationProvider: Send + Sync + 'static {
     fn supports(&self, model: &str) -> bool;
 
     /// Produces the artefact for `prompt` with `model`.
-    fn generate<'a>(&'a self, model: &'a str, prompt: &'a str) -> Pin<Box<dyn Future<Output = Result<Artefact, String>> + Send + 'a>>;
+    fn generate<'a>(
+        &'a self,
+        model: &'a str,
+        prompt: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Artefact, String>> + Send + 'a>>;
 }

@@ -35,7 +35,11 @@ impl GenerationProvider for SvgSketchProvider {
         model == SKETCH || model == MOSAIC
     }
 
-    fn generate<'a>(&'a self, model: &'a str, prompt: &'a str) -> Pin<Box<dyn Future<Output = Result<Artefact, String>> + Send + 'a>> {
+    fn generate<'a>(
+        &'a self,
+        model: &'a str,
+        prompt: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Artefact, String>> + Send + 'a>> {
         Box::pin(async move {
             tokio::time::sleep(self.render_time).await;
             let content = match model {
@@ -43,7 +47,10 @@ impl GenerationProvider for SvgSketchProvider {
                 MOSAIC => render_mosaic(prompt),
                 other => return Err(format!("model {other} is not served by the SVG provider")),
             };
-            Ok(Artefact { media_type: "image/svg+xml".to_string(), content })
+            Ok(Artefact {
+                media_type: "image/svg+xml".to_string(),
+                content,
+            })
         })
     }
 }
@@ -56,8 +63,15 @@ struct Seed {
 
 impl Seed {
     fn new(model: &str, prompt: &str) -> Self {
-        let digest = Sha256::new().chain_update(model).chain_update([0]).chain_update(prompt).finalize();
-        Self { digest: digest.into(), position: 0 }
+        let digest = Sha256::new()
+            .chain_update(model)
+            .chain_update([0])
+            .chain_update(prompt)
+            .finalize();
+        Self {
+            digest: digest.into(),
+            position: 0,
+        }
     }
 
     fn next(&mut self) -> u32 {
@@ -93,7 +107,12 @@ fn render_sketch(prompt: &str) -> String {
         let _ = write!(svg, "<circle cx=\"{x}\" cy=\"{y}\" r=\"{r}\" fill=\"hsl({shade},60%,55%)\" fill-opacity=\"0.6\"/>");
     }
     for _ in 0..6 {
-        let (x1, y1, x2, y2) = (seed.below(SIZE), seed.below(SIZE), seed.below(SIZE), seed.below(SIZE));
+        let (x1, y1, x2, y2) = (
+            seed.below(SIZE),
+            seed.below(SIZE),
+            seed.below(SIZE),
+            seed.below(SIZE),
+        );
         let _ = write!(svg, "<line x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\" stroke=\"hsl({hue},40%,25%)\" stroke-width=\"2\"/>");
     }
     svg.push_str("</svg>");
@@ -158,9 +177,14 @@ mod tests {
     #[tokio::test]
     async fn prompt_markup_is_escaped() {
         let provider = SvgSketchProvider::new(Duration::ZERO);
-        let artefact = provider.generate(MOSAIC, "<script>alert('x')</script> & \u{1}").await.unwrap();
+        let artefact = provider
+            .generate(MOSAIC, "<script>alert('x')</script> & \u{1}")
+            .await
+            .unwrap();
         assert!(!artefact.content.contains("<script>"));
-        assert!(artefact.content.contains("&lt;script&gt;alert(&apos;x&apos;)&lt;/script&gt; &amp;  </title>"));
+        assert!(artefact
+            .content
+            .contains("&lt;script&gt;alert(&apos;x&apos;)&lt;/script&gt; &amp;  </title>"));
     }
 
     #[tokio::test]

@@ -101,22 +101,47 @@ impl Worker {
         let Some(generation) = generations::claim_next_queued(&self.db, db::now_ms()).await? else {
             return Ok(false);
         };
-        self.cache.invalidate(&policy::generation_changed(&generation.user_id, &generation.id));
+        self.cache.invalidate(&policy::generation_changed(
+            &generation.user_id,
+            &generation.id,
+        ));
 
         let outcome = if self.provider.supports(&generation.model) {
-            self.provider.generate(&generation.model, &generation.prompt).await
+            self.provider
+                .generate(&generation.model, &generation.prompt)
+                .await
         } else {
             Err(format!("no provider serves model {}", generation.model))
         };
         let stored = match &outcome {
-            Ok(artefact) => generations::complete(&self.db, &generation.id, &artefact.media_type, &artefact.content, db::now_ms()).await?,
-            Err(reason) => generations::fail(&self.db, &generation.id, reason, db::now_ms()).await?,
+            Ok(artefact) => {
+                generations::complete(
+                    &self.db,
+                    &generation.id,
+                    &artefact.media_type,
+                    &artefact.content,
+                    db::now_ms(),
+                )
+                .await?
+            }
+            Err(reason) => {
+                generations::fail(&self.db, &generation.id, reason, db::now_ms()).await?
+            }
         };
-        self.cache.invalidate(&policy::generation_changed(&generation.user_id, &generation.id));
+        self.cache.invalidate(&policy::generation_changed(
+            &generation.user_id,
+            &generation.id,
+        ));
         match (&outcome, stored) {
-            (_, false) => tracing::debug!(generation_id = %generation.id, "generation deleted while running; result dropped"),
-            (Ok(_), true) => tracing::debug!(generation_id = %generation.id, "generation completed"),
-            (Err(reason), true) => tracing::warn!(generation_id = %generation.id, %reason, "generation failed"),
+            (_, false) => {
+                tracing::debug!(generation_id = %generation.id, "generation deleted while running; result dropped")
+            }
+            (Ok(_), true) => {
+                tracing::debug!(generation_id = %generation.id, "generation completed")
+            }
+            (Err(reason), true) => {
+                tracing::warn!(generation_id = %generation.id, %reason, "generation failed")
+            }
         }
         Ok(true)
     }
@@ -127,13 +152,19 @@ impl Worker {
         match generations::requeue_stale(&self.db, stale_before, now).await {
             Ok(requeued) => {
                 for (generation_id, user_id) in &requeued {
-                    self.cache.invalidate(&policy::generation_changed(user_id, generation_id));
+                    self.cache
+                        .invalidate(&policy::generation_changed(user_id, generation_id));
                 }
                 if !requeued.is_empty() {
-                    tracing::info!(count = requeued.len(), "requeued generations abandoned while running");
+                    tracing::info!(
+                        count = requeued.len(),
+                        "requeued generations abandoned while running"
+                    );
                 }
             }
-            Err(error) => tracing::warn!(error = %error_chain(&error), "requeueing abandoned generations failed"),
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "requeueing abandoned generations failed")
+            }
         }
     }
 }

@@ -5,13 +5,17 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
-use velro_shared::api::{LoginRequest, RefreshRequest, RegisterRequest, TokenResponse, MAX_NAME_CHARS};
+use velro_shared::api::{
+    LoginRequest, RefreshRequest, RegisterRequest, TokenResponse, MAX_NAME_CHARS,
+};
 use velro_shared::error::ErrorCode;
 
 use super::json::ApiJson;
 use super::validate;
 use crate::app::{unix_now, AppState};
-use crate::auth::{hash_refresh_token, new_refresh_token, ACCESS_TOKEN_TTL_SECS, REFRESH_TOKEN_TTL_MS};
+use crate::auth::{
+    hash_refresh_token, new_refresh_token, ACCESS_TOKEN_TTL_SECS, REFRESH_TOKEN_TTL_MS,
+};
 use crate::db::{self, tokens, users};
 use crate::error::AppError;
 
@@ -24,7 +28,10 @@ pub fn router() -> Router<AppState> {
         .route("/auth/logout", post(logout))
 }
 
-async fn register(State(state): State<AppState>, ApiJson(request): ApiJson<RegisterRequest>) -> Result<impl IntoResponse, AppError> {
+async fn register(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<RegisterRequest>,
+) -> Result<impl IntoResponse, AppError> {
     let email = validate::email(&request.email)?;
     validate::password(&request.password)?;
     let display_name = match &request.display_name {
@@ -34,11 +41,20 @@ async fn register(State(state): State<AppState>, ApiJson(request): ApiJson<Regis
 
     let password_hash = state.passwords.hash(request.password).await?;
     let id = uuid::Uuid::now_v7().to_string();
-    let new_user = users::NewUser { id: &id, email: &email, password_hash: &password_hash, display_name: &display_name, now_ms: db::now_ms() };
+    let new_user = users::NewUser {
+        id: &id,
+        email: &email,
+        password_hash: &password_hash,
+        display_name: &display_name,
+        now_ms: db::now_ms(),
+    };
     let user = match users::insert(&state.db, &new_user).await {
         Ok(user) => user,
         Err(error) if db::is_unique_violation(&error) => {
-            return Err(AppError::client(ErrorCode::Conflict, "an account with this email already exists"));
+            return Err(AppError::client(
+                ErrorCode::Conflict,
+                "an account with this email already exists",
+            ));
         }
         Err(error) => return Err(error.into()),
     };
@@ -49,16 +65,28 @@ async fn register(State(state): State<AppState>, ApiJson(request): ApiJson<Regis
     Ok((StatusCode::CREATED, Json(tokens)))
 }
 
-async fn login(State(state): State<AppState>, ApiJson(request): ApiJson<LoginRequest>) -> Result<Json<TokenResponse>, AppError> {
-    let invalid = || AppError::client(ErrorCode::InvalidCredentials, "email or password is incorrect");
-    // A malformed email cannot match an account; it gets the same answer as a wrong password.
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<Json<TokenResponse>, AppError> {
+    let invalid = || {
+        AppError::client(
+            ErrorCode::InvalidCredentials,
+            "email or password is incorrect",
+        )
+    };
+    // A malformed email cannot match an account, so it gets the same error as a wrong password.
     let email = validate::email(&request.email).map_err(|_| invalid())?;
     let Some(user) = users::find_by_email(&state.db, &email).await? else {
-        // Burn the same time as a real check, so the answer does not reveal whether the email is registered.
+        // Spend the time of a real check, so response timing does not reveal whether the email is registered.
         state.passwords.verify(request.password, None).await?;
         return Err(invalid());
     };
-    if !state.passwords.verify_login(&user.id, request.password, user.password_hash.clone()).await? {
+    if !state
+        .passwords
+        .verify_login(&user.id, request.password, user.password_hash.clone())
+        .await?
+    {
         return Err(invalid());
     }
 
@@ -67,31 +95,49 @@ async fn login(State(state): State<AppState>, ApiJson(request): ApiJson<LoginReq
     Ok(Json(issue_tokens(&state, &user, &family_id).await?))
 }
 
-async fn refresh(State(state): State<AppState>, ApiJson(request): ApiJson<RefreshRequest>) -> Result<Json<TokenResponse>, AppError> {
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenResponse>, AppError> {
     let token_hash = hash_refresh_token(&request.refresh_token);
     match tokens::consume(&state.db, &token_hash, db::now_ms()).await? {
         tokens::Consumed::Valid { user_id, family_id } => {
             let user = users::find_by_id(&state.db, &user_id)
                 .await?
-                .ok_or_else(|| AppError::unauthorized("refresh token belongs to an account that no longer exists"))?;
+                .ok_or_else(|| {
+                    AppError::unauthorized(
+                        "refresh token belongs to an account that no longer exists",
+                    )
+                })?;
             Ok(Json(issue_tokens(&state, &user, &family_id).await?))
         }
         tokens::Consumed::Reused => {
             tracing::warn!("a used refresh token was presented again; its session was revoked");
-            Err(AppError::unauthorized("refresh token was already used; the session is revoked, log in again"))
+            Err(AppError::unauthorized(
+                "refresh token was already used; the session is revoked, log in again",
+            ))
         }
-        tokens::Consumed::Invalid => Err(AppError::unauthorized("refresh token is invalid or expired; log in again")),
+        tokens::Consumed::Invalid => Err(AppError::unauthorized(
+            "refresh token is invalid or expired; log in again",
+        )),
     }
 }
 
-async fn logout(State(state): State<AppState>, ApiJson(request): ApiJson<RefreshRequest>) -> Result<StatusCode, AppError> {
+async fn logout(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<RefreshRequest>,
+) -> Result<StatusCode, AppError> {
     let token_hash = hash_refresh_token(&request.refresh_token);
     tokens::revoke_by_token(&state.db, &token_hash, db::now_ms()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Signs an access token and stores a new refresh token in `family_id`.
-async fn issue_tokens(state: &AppState, user: &users::UserRow, family_id: &str) -> Result<TokenResponse, AppError> {
+async fn issue_tokens(
+    state: &AppState,
+    user: &users::UserRow,
+    family_id: &str,
+) -> Result<TokenResponse, AppError> {
     let refresh_token = new_refresh_token();
     let token_hash = hash_refresh_token(&refresh_token);
     let now_ms = db::now_ms();

@@ -10,7 +10,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use velro_shared::api::{CreateGenerationRequest, GenerationPage, GenerationStatus, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, MAX_PROMPT_CHARS};
+use velro_shared::api::{
+    CreateGenerationRequest, GenerationPage, GenerationStatus, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+    MAX_PROMPT_CHARS,
+};
 use velro_shared::error::ErrorCode;
 use velro_shared::policy;
 
@@ -31,8 +34,14 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Routes under `/generations`.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/generations", get(list_generations).post(create_generation))
-        .route("/generations/{id}", get(get_generation).delete(delete_generation))
+        .route(
+            "/generations",
+            get(list_generations).post(create_generation),
+        )
+        .route(
+            "/generations/{id}",
+            get(get_generation).delete(delete_generation),
+        )
 }
 
 /// Query parameters of `GET /generations`. Unknown parameters are rejected, which
@@ -52,19 +61,29 @@ async fn list_generations(
     params: Result<Query<ListParams>, QueryRejection>,
     read: ReadRequest,
 ) -> Result<Response, AppError> {
-    let Query(params) = params.map_err(|rejection| AppError::validation(format!("invalid query string: {}", rejection.body_text())))?;
+    let Query(params) = params.map_err(|rejection| {
+        AppError::validation(format!("invalid query string: {}", rejection.body_text()))
+    })?;
     let limit = match params.limit.as_deref() {
         None => DEFAULT_PAGE_LIMIT,
         Some(raw) => raw
             .parse()
             .ok()
             .filter(|limit| (1..=MAX_PAGE_LIMIT).contains(limit))
-            .ok_or_else(|| AppError::validation(format!("limit must be a whole number from 1 to {MAX_PAGE_LIMIT}")))?,
+            .ok_or_else(|| {
+                AppError::validation(format!(
+                    "limit must be a whole number from 1 to {MAX_PAGE_LIMIT}"
+                ))
+            })?,
     };
     let status = params
         .status
         .as_deref()
-        .map(|raw| GenerationStatus::parse(raw).ok_or_else(|| AppError::validation("status must be one of queued, running, completed, failed")))
+        .map(|raw| {
+            GenerationStatus::parse(raw).ok_or_else(|| {
+                AppError::validation("status must be one of queued, running, completed, failed")
+            })
+        })
         .transpose()?;
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
     if let Some(project_id) = params.project_id.as_deref() {
@@ -73,13 +92,25 @@ async fn list_generations(
         }
     }
 
-    let query = ListQuery { project_id: params.project_id.as_deref(), status, after, limit };
+    let query = ListQuery {
+        project_id: params.project_id.as_deref(),
+        status,
+        after,
+        limit,
+    };
     reads::respond(&state, &read, Some(&user.id), || async {
         let mut rows = generations::list(&state.db, &user.id, &query).await?;
         let has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next_cursor = if has_more { rows.last().map(encode_cursor) } else { None };
-        Ok(GenerationPage { items: rows.iter().map(GenerationRow::to_api).collect(), next_cursor })
+        let next_cursor = if has_more {
+            rows.last().map(encode_cursor)
+        } else {
+            None
+        };
+        Ok(GenerationPage {
+            items: rows.iter().map(GenerationRow::to_api).collect(),
+            next_cursor,
+        })
     })
     .await
 }
@@ -92,18 +123,25 @@ async fn create_generation(
 ) -> Result<Response, AppError> {
     let prompt = validate::required_text("prompt", &request.prompt, MAX_PROMPT_CHARS)?;
     if !models::exists(&state.db, &request.model).await? {
-        return Err(AppError::validation(format!("model {:?} is not in the catalogue; GET /models lists the models", request.model)));
+        return Err(AppError::validation(format!(
+            "model {:?} is not in the catalogue; GET /models lists the models",
+            request.model
+        )));
     }
     let idempotency_key = idempotency_key(&headers)?;
     let request_hash = request_hash(&request.model, &prompt, request.project_id.as_deref());
 
     if let Some(key) = idempotency_key.as_deref() {
-        if let Some(existing) = generations::find_by_idempotency_key(&state.db, &user.id, key).await? {
+        if let Some(existing) =
+            generations::find_by_idempotency_key(&state.db, &user.id, key).await?
+        {
             return replay(existing, &request_hash);
         }
     }
     if let Some(project_id) = request.project_id.as_deref() {
-        if !validate::is_uuid(project_id) || !projects::exists(&state.db, &user.id, project_id).await? {
+        if !validate::is_uuid(project_id)
+            || !projects::exists(&state.db, &user.id, project_id).await?
+        {
             return Err(AppError::not_found("project"));
         }
     }
@@ -132,29 +170,49 @@ async fn create_generation(
         Err(error) => return Err(error.into()),
     };
 
-    state.cache.invalidate(&policy::invalidations("POST", "/generations", &user.id));
+    state
+        .cache
+        .invalidate(&policy::invalidations("POST", "/generations", &user.id));
     state.generation_queued.notify_one();
     Ok(accepted(&row, false))
 }
 
-async fn get_generation(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>, read: ReadRequest) -> Result<Response, AppError> {
+async fn get_generation(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    read: ReadRequest,
+) -> Result<Response, AppError> {
     if !validate::is_uuid(&id) {
         return Err(AppError::not_found("generation"));
     }
-    let read = ReadRequest { query: None, ..read };
+    let read = ReadRequest {
+        query: None,
+        ..read
+    };
     reads::respond_with_policy(&state, &read, Some(&user.id), || async {
-        let row = generations::find(&state.db, &user.id, &id).await?.ok_or_else(|| AppError::not_found("generation"))?;
+        let row = generations::find(&state.db, &user.id, &id)
+            .await?
+            .ok_or_else(|| AppError::not_found("generation"))?;
         let policy = policy::generation_policy(row.status());
         Ok((row.to_api(), policy))
     })
     .await
 }
 
-async fn delete_generation(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+async fn delete_generation(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
     if !validate::is_uuid(&id) || !generations::delete(&state.db, &user.id, &id).await? {
         return Err(AppError::not_found("generation"));
     }
-    state.cache.invalidate(&policy::invalidations("DELETE", &format!("/generations/{id}"), &user.id));
+    state.cache.invalidate(&policy::invalidations(
+        "DELETE",
+        &format!("/generations/{id}"),
+        &user.id,
+    ));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -171,9 +229,17 @@ fn replay(existing: GenerationRow, request_hash: &str) -> Result<Response, AppEr
 }
 
 fn accepted(row: &GenerationRow, replayed: bool) -> Response {
-    let mut response = (StatusCode::ACCEPTED, [(header::LOCATION, format!("/generations/{}", row.id))], Json(row.to_api())).into_response();
+    let mut response = (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/generations/{}", row.id))],
+        Json(row.to_api()),
+    )
+        .into_response();
     if replayed {
-        response.headers_mut().insert(IDEMPOTENT_REPLAYED.clone(), HeaderValue::from_static("true"));
+        response.headers_mut().insert(
+            IDEMPOTENT_REPLAYED.clone(),
+            HeaderValue::from_static("true"),
+        );
     }
     response
 }
@@ -183,7 +249,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
         return Ok(None);
     };
     let key = value.to_str().unwrap_or_default();
-    let valid = !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY_LEN && key.bytes().all(|byte| byte.is_ascii_graphic());
+    let valid = !key.is_empty()
+        && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+        && key.bytes().all(|byte| byte.is_ascii_graphic());
     if !valid {
         return Err(AppError::validation(format!(
             "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters, such as a UUID"
@@ -195,7 +263,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
 /// Fingerprint of what a create asks for, to tell a retry from a different request under the same key.
 fn request_hash(model: &str, prompt: &str, project_id: Option<&str>) -> String {
     let canonical = serde_json::json!([model, prompt, project_id]).to_string();
-    Sha256::digest(canonical.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    Sha256::digest(canonical.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 fn encode_cursor(row: &GenerationRow) -> String {
@@ -203,7 +274,9 @@ fn encode_cursor(row: &GenerationRow) -> String {
 }
 
 fn decode_cursor(raw: &str) -> Result<Cursor, AppError> {
-    let invalid = || AppError::validation("cursor is invalid; pass the next_cursor of a previous page unchanged");
+    let invalid = || {
+        AppError::validation("cursor is invalid; pass the next_cursor of a previous page unchanged")
+    };
     let decoded = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
     let text = String::from_utf8(decoded).map_err(|_| invalid())?;
     let (created_at, id) = text.split_once('.').ok_or_else(invalid)?;
@@ -211,7 +284,10 @@ fn decode_cursor(raw: &str) -> Result<Cursor, AppError> {
     if !validate::is_uuid(id) {
         return Err(invalid());
     }
-    Ok(Cursor { created_at, id: id.to_string() })
+    Ok(Cursor {
+        created_at,
+        id: id.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -222,12 +298,23 @@ mod tests {
     fn cursor_round_trips() {
         let id = "01938a4e-0000-7000-8000-000000000000";
         let encoded = URL_SAFE_NO_PAD.encode(format!("1796414400123.{id}"));
-        assert_eq!(decode_cursor(&encoded).unwrap(), Cursor { created_at: 1_796_414_400_123, id: id.to_string() });
+        assert_eq!(
+            decode_cursor(&encoded).unwrap(),
+            Cursor {
+                created_at: 1_796_414_400_123,
+                id: id.to_string()
+            }
+        );
     }
 
     #[test]
     fn tampered_cursor_is_rejected() {
-        for bad in ["", "!!!", &URL_SAFE_NO_PAD.encode("12.not-a-uuid"), &URL_SAFE_NO_PAD.encode("x.01938a4e-0000-7000-8000-000000000000")] {
+        for bad in [
+            "",
+            "!!!",
+            &URL_SAFE_NO_PAD.encode("12.not-a-uuid"),
+            &URL_SAFE_NO_PAD.encode("x.01938a4e-0000-7000-8000-000000000000"),
+        ] {
             assert!(decode_cursor(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -235,7 +322,10 @@ mod tests {
     #[test]
     fn request_hash_separates_fields() {
         assert_ne!(request_hash("m", "ab", None), request_hash("ma", "b", None));
-        assert_ne!(request_hash("m", "p", None), request_hash("m", "p", Some("x")));
+        assert_ne!(
+            request_hash("m", "p", None),
+            request_hash("m", "p", Some("x"))
+        );
         assert_eq!(request_hash("m", "p", None), request_hash("m", "p", None));
     }
 }

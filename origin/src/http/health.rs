@@ -10,7 +10,9 @@ use crate::app::AppState;
 
 /// Health routes; they bypass the readiness gate.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health)).route("/health/ready", get(ready))
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/ready", get(ready))
 }
 
 async fn health(State(state): State<AppState>) -> Json<Health> {
@@ -23,6 +25,10 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let report = state.readiness.report();
-    let status = if state.readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if state.readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(report))
 }

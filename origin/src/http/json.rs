@@ -32,16 +32,24 @@ fn rejection_to_error(rejection: JsonRejection) -> AppError {
             ErrorCode::UnsupportedMediaType,
             "request body must be JSON with `Content-Type: application/json`",
         ),
-        JsonRejection::JsonSyntaxError(error) => {
-            AppError::client(ErrorCode::InvalidJson, format!("request body is not valid JSON: {}", error.body_text()))
-        }
-        JsonRejection::JsonDataError(error) => {
-            AppError::client(ErrorCode::InvalidJson, format!("request body has the wrong shape: {}", error.body_text()))
-        }
+        JsonRejection::JsonSyntaxError(error) => AppError::client(
+            ErrorCode::InvalidJson,
+            format!("request body is not valid JSON: {}", error.body_text()),
+        ),
+        JsonRejection::JsonDataError(error) => AppError::client(
+            ErrorCode::InvalidJson,
+            format!("request body has the wrong shape: {}", error.body_text()),
+        ),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => AppError::client(
             ErrorCode::PayloadTooLarge,
-            format!("request body is larger than the limit of {} bytes", super::MAX_BODY_BYTES),
+            format!(
+                "request body is larger than the limit of {} bytes",
+                super::MAX_BODY_BYTES
+            ),
         ),
-        other => AppError::client(ErrorCode::InvalidJson, format!("request body could not be read: {}", other.body_text())),
+        other => AppError::client(
+            ErrorCode::InvalidJson,
+            format!("request body could not be read: {}", other.body_text()),
+        ),
     }
 }

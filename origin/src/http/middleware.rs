@@ -27,10 +27,17 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 pub struct RequestId(pub String);
 
 /// Wraps every request; see the module docs.
-pub async fn request_context(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn request_context(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
-    let request_id = incoming_request_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    request.extensions_mut().insert(RequestId(request_id.clone()));
+    let request_id =
+        incoming_request_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_string();
 
@@ -83,7 +90,13 @@ fn incoming_request_id(request: &Request) -> Option<String> {
     valid.then(|| value.to_string())
 }
 
-fn render_error(response: &mut Response, info: &ErrorInfo, request_id: &str, method: &Method, path: &str) {
+fn render_error(
+    response: &mut Response,
+    info: &ErrorInfo,
+    request_id: &str,
+    method: &Method,
+    path: &str,
+) {
     let route = route_label(method, path);
     if response.status().is_server_error() {
         tracing::error!(%method, route, request_id, code = %info.code, cause = info.cause.as_deref().unwrap_or(""), "request failed");
@@ -91,7 +104,10 @@ fn render_error(response: &mut Response, info: &ErrorInfo, request_id: &str, met
     let envelope = ErrorEnvelope::new(info.code.as_str(), info.message.clone(), request_id);
     let body = serde_json::to_vec(&envelope).unwrap_or_default();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::ETAG);
     *response.body_mut() = Body::from(body);
@@ -99,5 +115,6 @@ fn render_error(response: &mut Response, info: &ErrorInfo, request_id: &str, met
 
 /// The route template for logs, so ids do not explode the number of distinct labels.
 fn route_label(method: &Method, path: &str) -> &'static str {
-    policy::match_route(method.as_str(), path).map_or("unmatched", |matched| matched.route.template())
+    policy::match_route(method.as_str(), path)
+        .map_or("unmatched", |matched| matched.route.template())
 }

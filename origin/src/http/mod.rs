@@ -35,10 +35,11 @@ const COMPRESS_ABOVE_BYTES: u16 = 1024;
 
 /// Builds the application's router.
 pub fn router(state: AppState) -> Router {
-    let compression = CompressionLayer::new()
-        .gzip(true)
-        .br(true)
-        .compress_when(SizeAbove::new(COMPRESS_ABOVE_BYTES).and(NotForContentType::GRPC).and(NotForContentType::IMAGES));
+    let compression = CompressionLayer::new().gzip(true).br(true).compress_when(
+        SizeAbove::new(COMPRESS_ABOVE_BYTES)
+            .and(NotForContentType::GRPC)
+            .and(NotForContentType::IMAGES),
+    );
 
     Router::new()
         .merge(auth::router())
@@ -49,12 +50,18 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .fallback(|| async { AppError::client(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
-            AppError::client(ErrorCode::MethodNotAllowed, "this route does not accept that method")
+            AppError::client(
+                ErrorCode::MethodNotAllowed,
+                "this route does not accept that method",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(compression)
         .layer(cors(&state.config.allowed_origins))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::request_context))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::request_context,
+        ))
         .with_state(state)
 }
 
@@ -62,7 +69,13 @@ pub fn router(state: AppState) -> Router {
 /// allowed, because the CORS protocol forbids that combination.
 fn cors(allowed: &AllowedOrigins) -> CorsLayer {
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -70,13 +83,23 @@ fn cors(allowed: &AllowedOrigins) -> CorsLayer {
             HeaderName::from_static("idempotency-key"),
             X_REQUEST_ID.clone(),
         ])
-        .expose_headers([header::ETAG, X_REQUEST_ID.clone(), HeaderName::from_static("server-timing"), HeaderName::from_static("cache-status")])
+        .expose_headers([
+            header::ETAG,
+            X_REQUEST_ID.clone(),
+            HeaderName::from_static("server-timing"),
+            HeaderName::from_static("cache-status"),
+        ])
         .max_age(std::time::Duration::from_secs(600));
     match allowed {
         AllowedOrigins::Any => layer.allow_origin(AllowOrigin::any()),
         AllowedOrigins::List(origins) => {
-            let origins: Vec<HeaderValue> = origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()).collect();
-            layer.allow_origin(AllowOrigin::list(origins)).allow_credentials(true)
+            let origins: Vec<HeaderValue> = origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok())
+                .collect();
+            layer
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_credentials(true)
         }
     }
 }

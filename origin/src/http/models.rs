@@ -16,12 +16,27 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/models", get(list_models))
 }
 
-async fn list_models(State(state): State<AppState>, read: ReadRequest) -> Result<Response, AppError> {
+async fn list_models(
+    State(state): State<AppState>,
+    read: ReadRequest,
+) -> Result<Response, AppError> {
     // The catalogue is the same whatever the query string, so it gets one cache entry.
-    serve_catalogue(&state, &ReadRequest { query: None, ..read }).await
+    serve_catalogue(
+        &state,
+        &ReadRequest {
+            query: None,
+            ..read
+        },
+    )
+    .await
 }
 
 /// Serves the catalogue through the cache; warm-up calls it to fill L1.
 pub async fn serve_catalogue(state: &AppState, read: &ReadRequest) -> Result<Response, AppError> {
-    reads::respond(state, read, None, || async { Ok(ModelList { items: db::models::list(&state.db).await? }) }).await
+    reads::respond(state, read, None, || async {
+        Ok(ModelList {
+            items: db::models::list(&state.db).await?,
+        })
+    })
+    .await
 }

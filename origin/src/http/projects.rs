@@ -5,7 +5,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use velro_shared::api::{CreateProjectRequest, Project, ProjectList, UpdateProjectRequest, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS};
+use velro_shared::api::{
+    CreateProjectRequest, Project, ProjectList, UpdateProjectRequest, MAX_DESCRIPTION_CHARS,
+    MAX_NAME_CHARS,
+};
 use velro_shared::policy;
 
 use super::json::ApiJson;
@@ -20,15 +23,29 @@ use crate::error::AppError;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/projects", get(list_projects).post(create_project))
-        .route("/projects/{id}", get(get_project).patch(update_project).delete(delete_project))
+        .route(
+            "/projects/{id}",
+            get(get_project)
+                .patch(update_project)
+                .delete(delete_project),
+        )
 }
 
-async fn list_projects(State(state): State<AppState>, user: AuthUser, read: ReadRequest) -> Result<Response, AppError> {
+async fn list_projects(
+    State(state): State<AppState>,
+    user: AuthUser,
+    read: ReadRequest,
+) -> Result<Response, AppError> {
     // The list takes no parameters, so the query string is not part of its cache entry.
-    let read = ReadRequest { query: None, ..read };
+    let read = ReadRequest {
+        query: None,
+        ..read
+    };
     reads::respond(&state, &read, Some(&user.id), || async {
         let rows = projects::list(&state.db, &user.id).await?;
-        Ok(ProjectList { items: rows.iter().map(projects::ProjectRow::to_api).collect() })
+        Ok(ProjectList {
+            items: rows.iter().map(projects::ProjectRow::to_api).collect(),
+        })
     })
     .await
 }
@@ -39,21 +56,41 @@ async fn create_project(
     ApiJson(request): ApiJson<CreateProjectRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     let name = validate::required_text("name", &request.name, MAX_NAME_CHARS)?;
-    let description = validate::optional_text("description", request.description.as_deref().unwrap_or_default(), MAX_DESCRIPTION_CHARS)?;
+    let description = validate::optional_text(
+        "description",
+        request.description.as_deref().unwrap_or_default(),
+        MAX_DESCRIPTION_CHARS,
+    )?;
     let id = uuid::Uuid::now_v7().to_string();
     let row = projects::insert(&state.db, &user.id, &id, &name, &description, db::now_ms()).await?;
-    state.cache.invalidate(&policy::invalidations("POST", "/projects", &user.id));
+    state
+        .cache
+        .invalidate(&policy::invalidations("POST", "/projects", &user.id));
     let location = format!("/projects/{}", row.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(row.to_api())))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(row.to_api()),
+    ))
 }
 
-async fn get_project(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>, read: ReadRequest) -> Result<Response, AppError> {
+async fn get_project(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    read: ReadRequest,
+) -> Result<Response, AppError> {
     if !validate::is_uuid(&id) {
         return Err(AppError::not_found("project"));
     }
-    let read = ReadRequest { query: None, ..read };
+    let read = ReadRequest {
+        query: None,
+        ..read
+    };
     reads::respond(&state, &read, Some(&user.id), || async {
-        let row = projects::find(&state.db, &user.id, &id).await?.ok_or_else(|| AppError::not_found("project"))?;
+        let row = projects::find(&state.db, &user.id, &id)
+            .await?
+            .ok_or_else(|| AppError::not_found("project"))?;
         Ok(row.to_api())
     })
     .await
@@ -68,23 +105,46 @@ async fn update_project(
     if !validate::is_uuid(&id) {
         return Err(AppError::not_found("project"));
     }
-    let name = request.name.as_deref().map(|name| validate::required_text("name", name, MAX_NAME_CHARS)).transpose()?;
+    let name = request
+        .name
+        .as_deref()
+        .map(|name| validate::required_text("name", name, MAX_NAME_CHARS))
+        .transpose()?;
     let description = request
         .description
         .as_deref()
         .map(|text| validate::optional_text("description", text, MAX_DESCRIPTION_CHARS))
         .transpose()?;
-    let row = projects::update(&state.db, &user.id, &id, name.as_deref(), description.as_deref(), db::now_ms())
-        .await?
-        .ok_or_else(|| AppError::not_found("project"))?;
-    state.cache.invalidate(&policy::invalidations("PATCH", &format!("/projects/{id}"), &user.id));
+    let row = projects::update(
+        &state.db,
+        &user.id,
+        &id,
+        name.as_deref(),
+        description.as_deref(),
+        db::now_ms(),
+    )
+    .await?
+    .ok_or_else(|| AppError::not_found("project"))?;
+    state.cache.invalidate(&policy::invalidations(
+        "PATCH",
+        &format!("/projects/{id}"),
+        &user.id,
+    ));
     Ok(Json(row.to_api()))
 }
 
-async fn delete_project(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+async fn delete_project(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
     if !validate::is_uuid(&id) || !projects::delete(&state.db, &user.id, &id).await? {
         return Err(AppError::not_found("project"));
     }
-    state.cache.invalidate(&policy::invalidations("DELETE", &format!("/projects/{id}"), &user.id));
+    state.cache.invalidate(&policy::invalidations(
+        "DELETE",
+        &format!("/projects/{id}"),
+        &user.id,
+    ));
     Ok(StatusCode::NO_CONTENT)
 }

@@ -33,7 +33,12 @@ pub struct ReadRequest {
 impl ReadRequest {
     /// A plain GET of `path`, for reads the server makes itself, such as warm-up.
     pub fn get(path: &str) -> Self {
-        Self { method: "GET".to_string(), path: path.to_string(), query: None, if_none_match: None }
+        Self {
+            method: "GET".to_string(),
+            path: path.to_string(),
+            query: None,
+            if_none_match: None,
+        }
     }
 }
 
@@ -55,19 +60,32 @@ impl<S: Send + Sync> FromRequestParts<S> for ReadRequest {
 }
 
 /// Serves a cacheable read with the route's own policy.
-pub async fn respond<T, F, Fut>(state: &AppState, read: &ReadRequest, user_id: Option<&str>, load: F) -> Result<Response, AppError>
+pub async fn respond<T, F, Fut>(
+    state: &AppState,
+    read: &ReadRequest,
+    user_id: Option<&str>,
+    load: F,
+) -> Result<Response, AppError>
 where
     T: Serialize,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, AppError>>,
 {
     let route_policy = route_policy(read)?;
-    respond_with_policy(state, read, user_id, || async move { Ok((load().await?, route_policy)) }).await
+    respond_with_policy(state, read, user_id, || async move {
+        Ok((load().await?, route_policy))
+    })
+    .await
 }
 
 /// Serves a cacheable read whose policy depends on what was loaded, such as a
 /// generation that caches long once completed and briefly while it runs.
-pub async fn respond_with_policy<T, F, Fut>(state: &AppState, read: &ReadRequest, user_id: Option<&str>, load: F) -> Result<Response, AppError>
+pub async fn respond_with_policy<T, F, Fut>(
+    state: &AppState,
+    read: &ReadRequest,
+    user_id: Option<&str>,
+    load: F,
+) -> Result<Response, AppError>
 where
     T: Serialize,
     F: FnOnce() -> Fut,
@@ -82,28 +100,45 @@ where
         .cache
         .get_or_load(&key, &tags, || async move {
             let (value, policy) = load().await?;
-            let body = serde_json::to_vec(&value).map_err(|error| anyhow::anyhow!("serialising a response failed: {error}"))?;
+            let body = serde_json::to_vec(&value)
+                .map_err(|error| anyhow::anyhow!("serialising a response failed: {error}"))?;
             Ok(CachedBody::new(body, policy))
         })
         .await?;
-    Ok(cached_response(&entry, lookup, read.if_none_match.as_deref()))
+    Ok(cached_response(
+        &entry,
+        lookup,
+        read.if_none_match.as_deref(),
+    ))
 }
 
 fn route_policy(read: &ReadRequest) -> Result<CachePolicy, AppError> {
     policy::match_route(&read.method, &read.path)
         .map(|matched| matched.policy)
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no cache policy for {} {}", read.method, read.path)))
+        .ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!(
+                "no cache policy for {} {}",
+                read.method,
+                read.path
+            ))
+        })
 }
 
-fn cached_response(entry: &Arc<CachedBody>, lookup: Lookup, if_none_match: Option<&str>) -> Response {
-    let not_modified = if_none_match.is_some_and(|candidates| etag_matches(candidates, &entry.etag));
+fn cached_response(
+    entry: &Arc<CachedBody>,
+    lookup: Lookup,
+    if_none_match: Option<&str>,
+) -> Response {
+    let not_modified =
+        if_none_match.is_some_and(|candidates| etag_matches(candidates, &entry.etag));
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut response = entry.body.clone().into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         response
     };
 
@@ -131,7 +166,9 @@ fn cached_response(entry: &Arc<CachedBody>, lookup: Lookup, if_none_match: Optio
 fn etag_matches(if_none_match: &str, etag: &str) -> bool {
     let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
     let current = opaque(etag);
-    if_none_match.split(',').any(|candidate| candidate.trim() == "*" || opaque(candidate) == current)
+    if_none_match
+        .split(',')
+        .any(|candidate| candidate.trim() == "*" || opaque(candidate) == current)
 }
 
 #[cfg(test)]

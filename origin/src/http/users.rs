@@ -20,9 +20,15 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/users/profile", get(get_profile).patch(update_profile))
 }
 
-async fn get_profile(State(state): State<AppState>, user: AuthUser, read: ReadRequest) -> Result<Response, AppError> {
+async fn get_profile(
+    State(state): State<AppState>,
+    user: AuthUser,
+    read: ReadRequest,
+) -> Result<Response, AppError> {
     reads::respond(&state, &read, Some(&user.id), || async {
-        let row = users::find_by_id(&state.db, &user.id).await?.ok_or_else(|| AppError::not_found("user"))?;
+        let row = users::find_by_id(&state.db, &user.id)
+            .await?
+            .ok_or_else(|| AppError::not_found("user"))?;
         Ok(row.to_api())
     })
     .await
@@ -34,13 +40,17 @@ async fn update_profile(
     ApiJson(request): ApiJson<UpdateProfileRequest>,
 ) -> Result<Json<User>, AppError> {
     let Some(display_name) = request.display_name else {
-        let row = users::find_by_id(&state.db, &user.id).await?.ok_or_else(|| AppError::not_found("user"))?;
+        let row = users::find_by_id(&state.db, &user.id)
+            .await?
+            .ok_or_else(|| AppError::not_found("user"))?;
         return Ok(Json(row.to_api()));
     };
     let display_name = validate::required_text("display_name", &display_name, MAX_NAME_CHARS)?;
     let row = users::update_display_name(&state.db, &user.id, &display_name, db::now_ms())
         .await?
         .ok_or_else(|| AppError::not_found("user"))?;
-    state.cache.invalidate(&policy::invalidations("PATCH", "/users/profile", &user.id));
+    state
+        .cache
+        .invalidate(&policy::invalidations("PATCH", "/users/profile", &user.id));
     Ok(Json(row.to_api()))
 }

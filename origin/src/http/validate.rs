@@ -12,12 +12,18 @@ pub fn email(raw: &str) -> Result<String, AppError> {
     let well_formed = email.len() <= MAX_EMAIL_LEN
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.contains('@') && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         });
     if well_formed {
         Ok(email)
     } else {
-        Err(AppError::validation("email must look like name@example.com and be at most 254 characters"))
+        Err(AppError::validation(
+            "email must look like name@example.com and be at most 254 characters",
+        ))
     }
 }
 
@@ -39,10 +45,17 @@ pub fn required_text(field: &str, raw: &str, max_chars: usize) -> Result<String,
     let value = raw.trim();
     let length = value.chars().count();
     if length == 0 || length > max_chars {
-        return Err(AppError::validation(format!("{field} must be 1 to {max_chars} characters long")));
+        return Err(AppError::validation(format!(
+            "{field} must be 1 to {max_chars} characters long"
+        )));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(AppError::validation(format!("{field} must not contain control characters")));
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(AppError::validation(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(value.to_string())
 }
@@ -51,7 +64,9 @@ pub fn required_text(field: &str, raw: &str, max_chars: usize) -> Result<String,
 pub fn optional_text(field: &str, raw: &str, max_chars: usize) -> Result<String, AppError> {
     let value = raw.trim();
     if value.chars().count() > max_chars {
-        return Err(AppError::validation(format!("{field} must be at most {max_chars} characters long")));
+        return Err(AppError::validation(format!(
+            "{field} must be at most {max_chars} characters long"
+        )));
     }
     Ok(value.to_string())
 }
@@ -72,7 +87,16 @@ mod tests {
 
     #[test]
     fn malformed_emails_are_rejected() {
-        for bad in ["", "no-at", "@velro.test", "a@b", "a b@velro.test", "a@@velro.test", "a@.velro", "a@velro."] {
+        for bad in [
+            "",
+            "no-at",
+            "@velro.test",
+            "a@b",
+            "a b@velro.test",
+            "a@@velro.test",
+            "a@.velro",
+            "a@velro.",
+        ] {
             assert!(email(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -87,7 +111,10 @@ mod tests {
 
     #[test]
     fn required_text_trims_and_bounds() {
-        assert_eq!(required_text("name", "  Sketches ", 100).unwrap(), "Sketches");
+        assert_eq!(
+            required_text("name", "  Sketches ", 100).unwrap(),
+            "Sketches"
+        );
         assert!(required_text("name", "   ", 100).is_err());
         assert!(required_text("name", &"x".repeat(101), 100).is_err());
         assert!(required_text("name", "bell\u{7}", 100).is_err());
