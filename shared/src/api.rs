@@ -210,6 +210,10 @@ pub struct Health {
     pub status: String,
     pub region: String,
     pub version: String,
+    /// Reads served from the origin's in-process cache since start.
+    pub l1_hits: u64,
+    /// Reads the in-process cache had to load since start.
+    pub l1_misses: u64,
 }
 
 /// Outcome of one warm-up step.

@@ -20,6 +20,8 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         status: "ok".to_string(),
         region: state.config.region.as_str().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        l1_hits: state.cache.hits(),
+        l1_misses: state.cache.misses(),
     })
 }
 
