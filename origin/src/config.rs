@@ -157,7 +157,7 @@ impl Config {
             "ENVIRONMENT",
             Environment::Development,
             "one of development, test, staging, production",
-            |v| Environment::parse(v),
+            Environment::parse,
         )?;
         let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or_else(|| "./data".to_string()));
         let database_url = match env.get("DATABASE_URL") {

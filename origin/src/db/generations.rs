@@ -229,6 +229,16 @@ pub async fn fail(db: &Db, id: &str, reason: &str, now_ms: i64) -> Result<bool, 
     Ok(outcome.rows_affected() > 0)
 }
 
+/// Puts a running generation back in the queue, for a worker that stops before finishing it.
+pub async fn requeue(db: &Db, id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE generations SET status = 'queued', updated_at = $1 WHERE id = $2 AND status = 'running'")
+        .bind(now_ms)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Puts generations left `running` since before `stale_before_ms` (by a crashed
 /// process) back in the queue, and returns their ids and owners.
 pub async fn requeue_stale(

@@ -107,9 +107,18 @@ impl Worker {
         ));
 
         let outcome = if self.provider.supports(&generation.model) {
-            self.provider
-                .generate(&generation.model, &generation.prompt)
-                .await
+            let mut stopped = self.stopped.clone();
+            tokio::select! {
+                outcome = self.provider.generate(&generation.model, &generation.prompt) => outcome,
+                // A render can take far longer than a shutdown may wait, so the
+                // generation goes back to the queue for the next process instead.
+                () = async { drop(stopped.wait_for(|stop| *stop).await) } => {
+                    generations::requeue(&self.db, &generation.id, db::now_ms()).await?;
+                    self.cache.invalidate(&policy::generation_changed(&generation.user_id, &generation.id));
+                    tracing::info!(generation_id = %generation.id, "shutdown interrupted a generation; requeued it");
+                    return Ok(false);
+                }
+            }
         } else {
             Err(format!("no provider serves model {}", generation.model))
         };

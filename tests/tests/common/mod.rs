@@ -1,0 +1,427 @@
+//! Harness for the integration tests: starts the real `velro-origin` binary on a
+//! free port, with a fresh SQLite database in a temporary directory of its own,
+//! and drives it over HTTP.
+//!
+//! The binary is not a dependency of this crate, so `cargo test` does not build
+//! it. Run `cargo build -p velro-origin` first (`scripts/test` does), or point
+//! `VELRO_ORIGIN_BIN` at a binary built elsewhere.
+//!
+//! - [`TestApp`]: one running server, stopped when dropped.
+//! - [`Sandbox`]: the temporary directory, and one-shot commands such as `migrate`.
+//! - [`requests`]: one typed method per API request.
+//! - [`checks`]: assertions on responses, such as [`assert_error`].
+
+// Every test binary includes this module with `mod common;` and uses a different
+// subset of it, so each binary would otherwise warn about the parts it leaves out.
+#![allow(dead_code, unused_imports)]
+
+mod checks;
+mod requests;
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub use checks::{
+    assert_error, cache_control, cache_status_params, header, header_list, max_age, parse_json,
+};
+pub use requests::{unique_email, TestUser};
+
+/// Secret the test servers sign access tokens with: 48 bytes, above the 32-byte minimum.
+pub const JWT_SECRET: &str = "velro-integration-tests-secret-not-for-real-use!";
+
+/// Id of the model the origin ships with.
+pub const MODEL: &str = "velro-svg-sketch";
+
+/// Password of every user that `velro-origin seed` creates.
+pub const DEMO_PASSWORD: &str = "velro-demo-password";
+
+/// How long a server may take to report ready before the test fails.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pause between polls of a server's state.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Bound on every HTTP request, so a hung server fails the test instead of stalling it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Variables passed through from the test's own environment. Everything else is
+/// cleared, so a stray `DATABASE_URL` or `PORT` in the shell cannot leak into a test.
+const INHERITED_ENV: [&str; 4] = ["PATH", "TMPDIR", "RUST_BACKTRACE", "LLVM_PROFILE_FILE"];
+
+/// Returns the path of the `velro-origin` binary under test.
+///
+/// `VELRO_ORIGIN_BIN` wins when set. Otherwise the binary is expected in the same
+/// target directory and profile as this test, which cargo runs from
+/// `target/<profile>/deps/`.
+pub fn origin_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("VELRO_ORIGIN_BIN") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "VELRO_ORIGIN_BIN points at {}, which is not a file",
+            path.display()
+        );
+        return path;
+    }
+
+    let test_exe =
+        std::env::current_exe().expect("the path of the running test binary should be readable");
+    let profile_dir = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary should live in target/<profile>/deps/");
+    let path = profile_dir.join(format!("velro-origin{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "velro-origin binary not found at {}; run `cargo build -p velro-origin` first \
+         (scripts/test does), or set VELRO_ORIGIN_BIN",
+        path.display()
+    );
+    path
+}
+
+/// Returns a port on 127.0.0.1 that was free a moment ago.
+///
+/// The listener is dropped before the server binds the port, so another process
+/// could take it in between. That race is rare, and a lost race shows up as the
+/// server failing to start, with its log in the panic message.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .expect("binding an ephemeral port on 127.0.0.1 should succeed");
+    listener
+        .local_addr()
+        .expect("a bound listener has a local address")
+        .port()
+}
+
+/// Exit status and captured output of a command that ran to completion.
+#[derive(Debug)]
+pub struct CommandOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// Stdout and stderr together, for searching and for failure messages.
+    pub fn combined(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
+        )
+    }
+
+    /// Panics with the output unless the command exited with status 0.
+    pub fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "command failed with {}\n{}",
+            self.status,
+            self.combined()
+        );
+    }
+}
+
+/// A temporary directory for one test, containing its database and logs; removed on drop.
+pub struct Sandbox {
+    path: PathBuf,
+}
+
+impl Sandbox {
+    /// Creates an empty directory under the system temporary directory.
+    pub fn new() -> Sandbox {
+        let path =
+            std::env::temp_dir().join(format!("velro-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|error| {
+            panic!(
+                "failed to create test directory {}: {error}",
+                path.display()
+            )
+        });
+        Sandbox { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// SQLite URL of this sandbox's database; `mode=rwc` creates the file on first use.
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}/velro.db?mode=rwc", self.path.display())
+    }
+
+    /// Builds a `velro-origin <args>` command that runs in this directory with the
+    /// test environment: this sandbox's database, [`JWT_SECRET`], JSON logs at `info`,
+    /// `ENVIRONMENT=test`, and 50 ms per generation worker stage.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(origin_binary());
+        command.args(args).current_dir(&self.path).env_clear();
+        for name in INHERITED_ENV {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command
+            .env("HOST", "127.0.0.1")
+            .env("DATABASE_URL", self.database_url())
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("LOG_FORMAT", "json")
+            .env("LOG_LEVEL", "info")
+            .env("ENVIRONMENT", "test")
+            .env("GENERATION_STEP_MS", "50");
+        command
+    }
+
+    /// Runs `command` to completion and captures its output; panics if it runs longer than `timeout`.
+    pub async fn run(&self, command: Command, timeout: Duration) -> CommandOutput {
+        let description = format!("{command:?}");
+        let mut command = tokio::process::Command::from(command);
+        command.stdin(Stdio::null()).kill_on_drop(true);
+
+        let output = tokio::time::timeout(timeout, command.output())
+            .await
+            .unwrap_or_else(|_| panic!("command did not finish within {timeout:?}: {description}"))
+            .unwrap_or_else(|error| panic!("failed to run {description}: {error}"));
+        CommandOutput {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `velro-origin <args>` with the test environment and asserts that it exits with status 0.
+    pub async fn run_ok(&self, args: &[&str]) -> CommandOutput {
+        let output = self.run(self.command(args), Duration::from_secs(60)).await;
+        output.assert_success();
+        output
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox::new()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // A leftover directory is harmless, and panicking in drop would abort the test binary.
+        if let Err(error) = std::fs::remove_dir_all(&self.path) {
+            eprintln!(
+                "failed to remove test directory {}: {error}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// Settings of a server that has not started yet.
+pub struct TestAppBuilder {
+    sandbox: Sandbox,
+    env: Vec<(String, String)>,
+}
+
+impl TestAppBuilder {
+    /// Sets an extra environment variable for `velro-origin serve`, overriding the test default.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The directory the server will run in, for preparing its database before start-up.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// Starts the server and waits until `GET /health/ready` returns 200.
+    pub async fn spawn(self) -> TestApp {
+        let mut app = self.start();
+        app.wait_until(|status| status == 200, "report ready").await;
+        app
+    }
+
+    /// Starts the server and waits only until `GET /health/ready` returns any status,
+    /// so a test can watch warm-up from the outside.
+    pub async fn spawn_listening(self) -> TestApp {
+        let mut app = self.start();
+        app.wait_until(|_| true, "accept HTTP requests").await;
+        app
+    }
+
+    fn start(self) -> TestApp {
+        let port = free_port();
+        let stdout_path = self.sandbox.path().join("stdout.log");
+        let stderr_path = self.sandbox.path().join("stderr.log");
+        let stdout =
+            File::create(&stdout_path).expect("creating the server's stdout log should succeed");
+        let stderr =
+            File::create(&stderr_path).expect("creating the server's stderr log should succeed");
+
+        let mut command = self.sandbox.command(&["serve"]);
+        command
+            .env("PORT", port.to_string())
+            .envs(
+                self.env
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            )
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("failed to start {command:?}: {error}"));
+
+        let client = reqwest::Client::builder()
+            // Only the server under test is ever contacted, even if the shell sets a proxy.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("a reqwest client with these settings should build");
+
+        TestApp {
+            base_url: format!("http://127.0.0.1:{port}"),
+            port,
+            client,
+            child,
+            stdout_path,
+            stderr_path,
+            sandbox: self.sandbox,
+        }
+    }
+}
+
+/// One running `velro-origin serve` process with its own database.
+///
+/// Dropping it kills the process and removes its directory. When the test is
+/// panicking, the server's logs are printed first, so a failure shows what the
+/// server saw.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    pub base_url: String,
+    pub port: u16,
+    /// Client without automatic decompression or redirects, so tests see raw responses.
+    pub client: reqwest::Client,
+    child: Child,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    // Declared last so the directory is removed only after the fields above are dropped.
+    sandbox: Sandbox,
+}
+
+impl TestApp {
+    /// Starts a server with the default test environment and waits until it is ready.
+    pub async fn spawn() -> TestApp {
+        TestApp::builder().spawn().await
+    }
+
+    /// Returns a builder for a server with extra environment variables or a prepared database.
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            sandbox: Sandbox::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// Process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the server has written to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        let stdout = std::fs::read_to_string(&self.stdout_path).unwrap_or_default();
+        let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        format!("--- velro-origin stdout ---\n{stdout}\n--- velro-origin stderr ---\n{stderr}")
+    }
+
+    /// Sends SIGTERM to the server, the signal a process supervisor stops it with.
+    pub fn send_sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("running `kill -TERM` should succeed");
+        assert!(
+            status.success(),
+            "`kill -TERM {}` failed with {status}",
+            self.pid()
+        );
+    }
+
+    /// Waits for the server process to exit and returns its status, or `None` after `timeout`.
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let exited = self
+                .child
+                .try_wait()
+                .expect("querying the server's exit status should succeed");
+            if exited.is_some() || Instant::now() >= deadline {
+                return exited;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Returns whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Polls `GET /health/ready` until its status satisfies `accept`, failing the
+    /// test with the server's logs if the process exits or [`READY_TIMEOUT`] passes.
+    async fn wait_until(&mut self, accept: impl Fn(u16) -> bool, goal: &str) {
+        let url = self.url("/health/ready");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .expect("querying the server's exit status should succeed")
+            {
+                panic!(
+                    "velro-origin exited with {status} before it could {goal}\n{}",
+                    self.logs()
+                );
+            }
+            let response = self
+                .client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if let Ok(response) = response {
+                if accept(response.status().as_u16()) {
+                    return;
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "velro-origin did not {goal} within {READY_TIMEOUT:?}\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        // Both calls fail only when the process has already exited and been reaped,
+        // which leaves nothing to clean up.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
