@@ -54,7 +54,7 @@ impl Application {
     /// Builds the state and binds the listener; nothing is served yet.
     pub async fn build(config: Config, started: Instant) -> anyhow::Result<Self> {
         let token_key = load_token_key(&config)?;
-        let db = db::connect(&config.database_url, config.db_max_connections).await?;
+        let db = db::connect(&config.database_url, &config.pool).await?;
         let cores = std::thread::available_parallelism()
             .map(usize::from)
             .unwrap_or(2);

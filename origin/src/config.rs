@@ -106,8 +106,37 @@ pub struct Config {
     pub warmup_hold: Duration,
     /// Upper bound of the in-process cache, in bytes of cached bodies.
     pub l1_cache_max_bytes: u64,
-    /// Maximum database connections; SQLite serialises writers, so more buys little there.
-    pub db_max_connections: u32,
+    /// Database connection pool sizing and timeouts.
+    pub pool: PoolSettings,
+}
+
+/// Connection pool settings, named as Railway operators know them from SQLAlchemy's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Connections opened at warm-up and kept open (`DB_POOL_SIZE`).
+    pub size: u32,
+    /// Extra connections allowed under load, closed again when idle (`DB_MAX_OVERFLOW`).
+    pub max_overflow: u32,
+    /// How long a request waits for a connection before it fails with 503 (`DB_POOL_TIMEOUT`).
+    pub timeout: Duration,
+    /// Age after which a connection is replaced (`DB_POOL_RECYCLE`), so server-side
+    /// resources and load-balancer state do not build up on one connection forever.
+    pub recycle: Duration,
+}
+
+impl PoolSettings {
+    /// One connection and no overflow, for the one-shot `migrate` command.
+    pub const SINGLE: PoolSettings = PoolSettings {
+        size: 1,
+        max_overflow: 0,
+        timeout: Duration::from_secs(30),
+        recycle: Duration::from_secs(3600),
+    };
+
+    /// Most connections the pool opens.
+    pub fn max_connections(&self) -> u32 {
+        self.size.saturating_add(self.max_overflow)
+    }
 }
 
 /// A configuration value that could not be used.
@@ -211,9 +240,18 @@ impl Config {
             generation_step: parse_or(env, "GENERATION_STEP_MS", Duration::from_millis(500), "a whole number of milliseconds", parse_millis)?,
             warmup_hold: parse_or(env, "WARMUP_HOLD_MS", Duration::ZERO, "a whole number of milliseconds", parse_millis)?,
             l1_cache_max_bytes: parse_or(env, "L1_CACHE_MAX_BYTES", 64 * 1024 * 1024, "a whole number of bytes", |v| v.parse().ok())?,
-            db_max_connections: parse_or(env, "DB_MAX_CONNECTIONS", 16, "a whole number from 1 to 1000", |v| {
-                v.parse().ok().filter(|n| (1..=1000).contains(n))
-            })?,
+            pool: PoolSettings {
+                // 20 kept open plus 30 overflow stays under Postgres's default max_connections
+                // of 100 with room for a second instance during a blue-green deploy.
+                size: parse_or(env, "DB_POOL_SIZE", 20, "a whole number from 1 to 500", |v| {
+                    v.parse().ok().filter(|n| (1..=500).contains(n))
+                })?,
+                max_overflow: parse_or(env, "DB_MAX_OVERFLOW", 30, "a whole number from 0 to 500", |v| {
+                    v.parse().ok().filter(|n| *n <= 500)
+                })?,
+                timeout: parse_or(env, "DB_POOL_TIMEOUT", Duration::from_secs(30), "a whole number of seconds from 1", parse_seconds)?,
+                recycle: parse_or(env, "DB_POOL_RECYCLE", Duration::from_secs(3600), "a whole number of seconds from 1", parse_seconds)?,
+            },
         })
     }
 
@@ -239,6 +277,14 @@ fn parse_or<T>(
             expected,
         }),
     }
+}
+
+fn parse_seconds(value: &str) -> Option<Duration> {
+    value
+        .parse()
+        .ok()
+        .filter(|seconds| *seconds > 0)
+        .map(Duration::from_secs)
 }
 
 fn parse_millis(value: &str) -> Option<Duration> {
@@ -300,6 +346,37 @@ mod tests {
         assert_eq!(config.database_url, "sqlite://./data/velro.db?mode=rwc");
         assert_eq!(config.environment, Environment::Development);
         assert!(config.jwt_secret.is_none());
+        assert_eq!(config.pool.size, 20);
+        assert_eq!(config.pool.max_connections(), 50);
+        assert_eq!(config.pool.timeout, Duration::from_secs(30));
+        assert_eq!(config.pool.recycle, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn pool_settings_from_environment() {
+        let config = Config::from_source(&[
+            ("DB_POOL_SIZE", "5"),
+            ("DB_MAX_OVERFLOW", "0"),
+            ("DB_POOL_TIMEOUT", "2"),
+            ("DB_POOL_RECYCLE", "60"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.pool,
+            PoolSettings {
+                size: 5,
+                max_overflow: 0,
+                timeout: Duration::from_secs(2),
+                recycle: Duration::from_secs(60)
+            }
+        );
+        let error = Config::from_source(&[("DB_POOL_TIMEOUT", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("invalid DB_POOL_TIMEOUT=\"0\""),
+            "{error}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use velro_origin::app::{shutdown_signal, Application};
 use velro_origin::cli::{Cli, Command};
-use velro_origin::config::{Config, LogFormat};
+use velro_origin::config::{Config, LogFormat, PoolSettings};
 use velro_origin::telemetry::{self, LogTarget};
 use velro_origin::{db, loadtest, seed};
 
@@ -43,7 +43,7 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             let config = Config::from_env()?;
             telemetry::init(&config.log_level, config.log_format, LogTarget::Stderr);
-            let db = db::connect(&config.database_url, 1).await?;
+            let db = db::connect(&config.database_url, &PoolSettings::SINGLE).await?;
             db::migrate(&db).await?;
             db.close().await;
             println!("migrations applied");

@@ -19,6 +19,8 @@ use crate::error::error_chain;
 use crate::http::models;
 use crate::http::reads::ReadRequest;
 
+/// Concurrent batches of hot queries run at warm-up.
+const PREPARE_BATCHES: u32 = 4;
 /// Pause before a failed warm-up is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
@@ -163,20 +165,22 @@ async fn step(name: &str, work: impl Future<Output = anyhow::Result<()>>) -> War
     }
 }
 
-/// Opens the pool's minimum connections, then runs each hot query in as many
-/// concurrent batches as there are connections, so the statements land in the
-/// per-connection statement caches of sqlx before the first request needs them.
+/// Opens the pool to `DB_POOL_SIZE` connections, then runs each hot query in a few
+/// concurrent batches, so statements land in sqlx's per-connection statement
+/// caches before the first request needs them.
 async fn open_pool_and_prepare(state: &AppState) -> anyhow::Result<()> {
-    let connections = db::MIN_CONNECTIONS.min(state.config.db_max_connections);
-    let mut held = Vec::new();
-    for _ in 0..connections {
-        held.push(state.db.acquire().await?);
+    let connections = state.config.pool.size;
+    // Acquired together, so the pool opens all of them at once and warm-up pays
+    // for about one connect round trip rather than one per connection.
+    let held = futures::future::join_all((0..connections).map(|_| state.db.acquire())).await;
+    for connection in held {
+        connection?;
     }
-    drop(held);
 
-    // NOTE: the pool hands out whichever connection is free, so concurrency makes
-    // it likely, not certain, that every connection prepares every statement.
-    let batches = (0..connections).map(|_| prepare_hot_queries(state));
+    // NOTE: a batch runs on whichever connection is free, so the statements are
+    // prepared on a few connections and the rest prepare theirs on first use.
+    // One batch per connection would make the pool open extra connections instead.
+    let batches = (0..connections.min(PREPARE_BATCHES)).map(|_| prepare_hot_queries(state));
     for outcome in futures::future::join_all(batches).await {
         outcome?;
     }

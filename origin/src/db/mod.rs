@@ -15,21 +15,28 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
+
+use crate::config::PoolSettings;
 
 /// Migrations embedded in the binary, so `serve` and `migrate` need no files at run time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Connections kept open at all times, so the first requests after start-up do not pay for a connect.
-pub const MIN_CONNECTIONS: u32 = 4;
-/// How long a request waits for a free connection before it answers 503.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection idle for longer than this is pinged before use, so a connection
+/// the server or a proxy dropped meanwhile is replaced instead of failing a request.
+const VALIDATE_AFTER_IDLE: Duration = Duration::from_secs(30);
+/// Overflow connections above the pool size close after this long unused.
+const OVERFLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Per-connection Postgres settings: a name for `pg_stat_activity`, and bounds so
+/// a runaway query or an abandoned transaction cannot hold locks indefinitely.
+const POSTGRES_SESSION_SETTINGS: &str = "SET application_name = 'velro-origin'; \
+    SET statement_timeout = '30s'; SET idle_in_transaction_session_timeout = '60s';";
 
 /// The connection pool; cheap to clone.
 pub type Db = AnyPool;
 
 /// Opens a pool for `database_url`, creating the SQLite file's folder when needed.
-pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result<Db> {
+pub async fn connect(database_url: &str, pool: &PoolSettings) -> anyhow::Result<Db> {
     sqlx::any::install_default_drivers();
     let is_sqlite = database_url.starts_with("sqlite:");
     if is_sqlite {
@@ -43,12 +50,27 @@ pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result
     let options = options.log_statements(tracing::log::LevelFilter::Debug);
 
     let pool = AnyPoolOptions::new()
-        .min_connections(MIN_CONNECTIONS.min(max_connections))
-        .max_connections(max_connections)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .min_connections(pool.size)
+        .max_connections(pool.max_connections())
+        .acquire_timeout(pool.timeout)
+        .max_lifetime(pool.recycle)
+        .idle_timeout(OVERFLOW_IDLE_TIMEOUT)
+        // Pinging on every acquire would add a round trip to every query; only
+        // connections that sat idle long enough to have been dropped are checked.
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for > VALIDATE_AFTER_IDLE {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |connection, _meta| {
             Box::pin(async move {
-                if is_sqlite {
+                if !is_sqlite {
+                    connection.execute(POSTGRES_SESSION_SETTINGS).await?;
+                } else {
                     // WAL lets readers proceed while one writer commits; the busy timeout makes
                     // a second writer wait for the lock instead of failing with SQLITE_BUSY.
                     connection
