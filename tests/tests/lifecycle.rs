@@ -147,7 +147,8 @@ async fn sigterm_exits_promptly_during_generation() {
     );
     // The interrupted generation goes back to the queue rather than staying `running`.
     assert!(
-        app.logs().contains("shutdown interrupted a generation; requeued it"),
+        app.logs()
+            .contains("shutdown interrupted a generation; requeued it"),
         "no requeue logged\n{}",
         app.logs()
     );

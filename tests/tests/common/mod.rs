@@ -1,6 +1,8 @@
 //! Harness for the integration tests: starts the real `velro-origin` binary on a
 //! free port, with a fresh SQLite database in a temporary directory of its own,
-//! and drives it over HTTP.
+//! and drives it over HTTP. With `VELRO_TEST_POSTGRES_URL` set (a server URL such
+//! as `postgres://postgres@127.0.0.1:5432`), each test gets a fresh database on
+//! that Postgres server instead, created and dropped with `psql`.
 //!
 //! The binary is not a dependency of this crate, so `cargo test` does not build
 //! it. Run `cargo build -p velro-origin` first (`scripts/test` does), or point
@@ -50,6 +52,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Variables passed through from the test's own environment. Everything else is
 /// cleared, so a stray `DATABASE_URL` or `PORT` in the shell cannot leak into a test.
 const INHERITED_ENV: [&str; 4] = ["PATH", "TMPDIR", "RUST_BACKTRACE", "LLVM_PROFILE_FILE"];
+
+/// Variable naming a Postgres server to run the tests against instead of SQLite.
+pub const POSTGRES_URL_ENV: &str = "VELRO_TEST_POSTGRES_URL";
 
 /// Returns the path of the `velro-origin` binary under test.
 ///
@@ -128,6 +133,53 @@ impl CommandOutput {
 /// A temporary directory for one test, containing its database and logs; removed on drop.
 pub struct Sandbox {
     path: PathBuf,
+    /// The Postgres database of this sandbox, when the tests run against Postgres.
+    postgres: Option<PostgresDatabase>,
+}
+
+/// A database of its own on the shared Postgres server, dropped with the sandbox.
+struct PostgresDatabase {
+    server_url: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    fn create(server_url: &str) -> PostgresDatabase {
+        let server_url = server_url.trim_end_matches('/').to_string();
+        let name = format!("velro_test_{}", uuid::Uuid::new_v4().simple());
+        run_psql(&server_url, &format!("CREATE DATABASE {name}")).unwrap_or_else(|error| {
+            panic!("creating test database {name} on {server_url} failed: {error}")
+        });
+        PostgresDatabase { server_url, name }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", self.server_url, self.name)
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        // FORCE ends the connections of a server that is still shutting down.
+        let drop_database = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(error) = run_psql(&self.server_url, &drop_database) {
+            eprintln!("dropping test database {} failed: {error}", self.name);
+        }
+    }
+}
+
+/// Runs one SQL statement with `psql` against the server's `postgres` database.
+fn run_psql(server_url: &str, sql: &str) -> Result<(), String> {
+    let output = Command::new("psql")
+        .arg(format!("{server_url}/postgres"))
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .map_err(|error| format!("running psql failed: {error}; install the PostgreSQL client"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
 }
 
 impl Sandbox {
@@ -141,21 +193,34 @@ impl Sandbox {
                 path.display()
             )
         });
-        Sandbox { path }
+        let postgres = std::env::var(POSTGRES_URL_ENV)
+            .ok()
+            .filter(|url| !url.is_empty())
+            .map(|url| PostgresDatabase::create(&url));
+        Sandbox { path, postgres }
+    }
+
+    /// Whether this sandbox's database is on Postgres rather than a SQLite file.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// SQLite URL of this sandbox's database; `mode=rwc` creates the file on first use.
+    /// URL of this sandbox's database: its Postgres database, or a SQLite file that
+    /// `mode=rwc` creates on first use.
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}/velro.db?mode=rwc", self.path.display())
+        match &self.postgres {
+            Some(database) => database.url(),
+            None => format!("sqlite://{}/velro.db?mode=rwc", self.path.display()),
+        }
     }
 
     /// Builds a `velro-origin <args>` command that runs in this directory with the
     /// test environment: this sandbox's database, [`JWT_SECRET`], JSON logs at `info`,
-    /// `ENVIRONMENT=test`, and 50 ms per generation worker stage.
+    /// `ENVIRONMENT=test`, 50 ms per generation worker stage, and a small pool.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(origin_binary());
         command.args(args).current_dir(&self.path).env_clear();
@@ -171,7 +236,10 @@ impl Sandbox {
             .env("LOG_FORMAT", "json")
             .env("LOG_LEVEL", "info")
             .env("ENVIRONMENT", "test")
-            .env("GENERATION_STEP_MS", "50");
+            .env("GENERATION_STEP_MS", "50")
+            // Tests run in parallel against one Postgres server, whose default limit is 100 connections.
+            .env("DB_POOL_SIZE", "4")
+            .env("DB_MAX_OVERFLOW", "8");
         command
     }
 
