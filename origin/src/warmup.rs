@@ -94,6 +94,11 @@ pub async fn run(state: AppState, process_started: Instant) {
             continue;
         }
         if !state.config.warmup_hold.is_zero() {
+            state.readiness.publish(ReadinessBody {
+                ready: false,
+                steps: steps.clone(),
+                total_ms: Some(total_ms),
+            });
             tokio::time::sleep(state.config.warmup_hold).await;
         }
         state.readiness.publish(ReadinessBody {

@@ -297,3 +297,24 @@ async fn burst_of_bad_requests_leaves_server_healthy() {
         "the server process exited during the burst"
     );
 }
+
+#[tokio::test]
+async fn invalid_utf8_path_id_is_not_found() {
+    let app = TestApp::spawn().await;
+    let user = app.signup().await;
+
+    for (method, path) in [
+        (Method::GET, "/projects/%FF"),
+        (Method::PATCH, "/projects/%FF"),
+        (Method::DELETE, "/projects/%FF"),
+        (Method::GET, "/generations/%FF"),
+        (Method::DELETE, "/generations/%FF"),
+    ] {
+        let mut request = app.authed(method.clone(), path, &user.access_token);
+        if method == Method::PATCH {
+            request = request.json(&json!({ "name": "x" }));
+        }
+        let response = request.send().await.unwrap();
+        assert_error(response, 404, "not_found").await;
+    }
+}

@@ -377,3 +377,123 @@ async fn pending_generation_is_fresh_briefly() {
         ),
     }
 }
+
+/// Spells `id` with its first character percent-encoded: the same resource under another path.
+fn percent_encode_first(id: &str) -> String {
+    let first = id.as_bytes()[0];
+    format!("%{first:02X}{}", &id[1..])
+}
+
+#[tokio::test]
+async fn encoded_path_shares_cache_entry() {
+    let app = TestApp::spawn().await;
+    let user = app.signup().await;
+    let project = app.new_project(&user.access_token, "Aliases").await;
+    let generation = app.new_generation(&user.access_token, "a fox", None).await;
+    let encoded = percent_encode_first(&generation.id);
+    let encoded_project = percent_encode_first(&project.id);
+
+    // Cache both resources under their encoded spelling, then delete them by their plain one.
+    assert_eq!(
+        app.get_generation(&user.access_token, &encoded)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.get_project(&user.access_token, &encoded_project)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.delete_generation(&user.access_token, &generation.id)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.delete_project(&user.access_token, &project.id)
+            .await
+            .status(),
+        204
+    );
+
+    let generation_after = app.get_generation(&user.access_token, &encoded).await;
+    assert_error(generation_after, 404, "not_found").await;
+    let project_after = app.get_project(&user.access_token, &encoded_project).await;
+    assert_error(project_after, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn uppercase_id_names_same_generation() {
+    let app = TestApp::spawn().await;
+    let user = app.signup().await;
+    let generation = app.new_generation(&user.access_token, "a fox", None).await;
+
+    let response = app
+        .get_generation(&user.access_token, &generation.id.to_uppercase())
+        .await;
+
+    let found: velro_shared::api::Generation = parse_json(response, 200).await;
+    assert_eq!(found.id, generation.id);
+}
+
+#[tokio::test]
+async fn profile_cache_ignores_query_string() {
+    let app = TestApp::spawn().await;
+    let user = app.signup().await;
+
+    let first = app
+        .authed(Method::GET, "/users/profile?junk=1", &user.access_token)
+        .send()
+        .await
+        .unwrap();
+    let second = app
+        .authed(Method::GET, "/users/profile?junk=2", &user.access_token)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(first.status(), 200);
+    assert_eq!(second.status(), 200);
+    assert!(
+        cache_status_params(&second)
+            .iter()
+            .any(|param| param == "hit"),
+        "a different query string made a new cache entry: {:?}",
+        cache_status_params(&second)
+    );
+}
+
+#[tokio::test]
+async fn raw_non_ascii_query_is_not_a_server_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::spawn().await;
+    let user = app.signup().await;
+    // reqwest percent-encodes what it sends, so the raw UTF-8 bytes of U+00A0 go over a plain socket.
+    let mut request =
+        b"GET /users/profile?a=\xc2\xa0 HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n"
+            .to_vec();
+    request.extend_from_slice(
+        format!("authorization: Bearer {}\r\n\r\n", user.access_token).as_bytes(),
+    );
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    stream.write_all(&request).await.unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.unwrap();
+
+    let reply = String::from_utf8_lossy(&reply);
+    let status_line = reply.lines().next().unwrap_or_default();
+    assert!(
+        !status_line.contains(" 500 "),
+        "raw query got {status_line}\n{reply}"
+    );
+    assert!(
+        status_line.starts_with("HTTP/1.1 "),
+        "no HTTP reply: {reply}"
+    );
+}

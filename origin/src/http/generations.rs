@@ -1,7 +1,7 @@
 //! `/generations`: queueing generations, listing them page by page, and reading one.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +18,7 @@ use velro_shared::error::ErrorCode;
 use velro_shared::policy;
 
 use super::json::ApiJson;
+use super::path_id::PathId;
 use super::reads::{self, ReadRequest};
 use super::validate;
 use crate::app::AppState;
@@ -86,14 +87,17 @@ async fn list_generations(
         })
         .transpose()?;
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
-    if let Some(project_id) = params.project_id.as_deref() {
-        if !validate::is_uuid(project_id) {
-            return Err(AppError::validation("project_id must be a project's UUID"));
-        }
-    }
+    let project_id = params
+        .project_id
+        .as_deref()
+        .map(|raw| {
+            validate::canonical_uuid(raw)
+                .ok_or_else(|| AppError::validation("project_id must be a project's UUID"))
+        })
+        .transpose()?;
 
     let query = ListQuery {
-        project_id: params.project_id.as_deref(),
+        project_id: project_id.as_deref(),
         status,
         after,
         limit,
@@ -129,7 +133,13 @@ async fn create_generation(
         )));
     }
     let idempotency_key = idempotency_key(&headers)?;
-    let request_hash = request_hash(&request.model, &prompt, request.project_id.as_deref());
+    // A malformed id cannot name one of the user's projects, so it is a missing project.
+    let project_id = request
+        .project_id
+        .as_deref()
+        .map(|raw| validate::canonical_uuid(raw).ok_or_else(|| AppError::not_found("project")))
+        .transpose()?;
+    let request_hash = request_hash(&request.model, &prompt, project_id.as_deref());
 
     if let Some(key) = idempotency_key.as_deref() {
         if let Some(existing) =
@@ -138,10 +148,8 @@ async fn create_generation(
             return replay(existing, &request_hash);
         }
     }
-    if let Some(project_id) = request.project_id.as_deref() {
-        if !validate::is_uuid(project_id)
-            || !projects::exists(&state.db, &user.id, project_id).await?
-        {
+    if let Some(project_id) = project_id.as_deref() {
+        if !projects::exists(&state.db, &user.id, project_id).await? {
             return Err(AppError::not_found("project"));
         }
     }
@@ -150,7 +158,7 @@ async fn create_generation(
     let new = NewGeneration {
         id: &id,
         user_id: &user.id,
-        project_id: request.project_id.as_deref(),
+        project_id: project_id.as_deref(),
         model: &request.model,
         prompt: &prompt,
         idempotency_key: idempotency_key.as_deref(),
@@ -180,13 +188,14 @@ async fn create_generation(
 async fn get_generation(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    id: PathId,
     read: ReadRequest,
 ) -> Result<Response, AppError> {
-    if !validate::is_uuid(&id) {
-        return Err(AppError::not_found("generation"));
-    }
+    let id = id.or_not_found("generation")?;
+    // The cache key is built from the canonical id, so every spelling of one
+    // generation's path shares the entry that a delete invalidates.
     let read = ReadRequest {
+        path: format!("/generations/{id}"),
         query: None,
         ..read
     };
@@ -203,9 +212,10 @@ async fn get_generation(
 async fn delete_generation(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    id: PathId,
 ) -> Result<StatusCode, AppError> {
-    if !validate::is_uuid(&id) || !generations::delete(&state.db, &user.id, &id).await? {
+    let id = id.or_not_found("generation")?;
+    if !generations::delete(&state.db, &user.id, &id).await? {
         return Err(AppError::not_found("generation"));
     }
     state.cache.invalidate(&policy::invalidations(
@@ -281,13 +291,8 @@ fn decode_cursor(raw: &str) -> Result<Cursor, AppError> {
     let text = String::from_utf8(decoded).map_err(|_| invalid())?;
     let (created_at, id) = text.split_once('.').ok_or_else(invalid)?;
     let created_at = created_at.parse().map_err(|_| invalid())?;
-    if !validate::is_uuid(id) {
-        return Err(invalid());
-    }
-    Ok(Cursor {
-        created_at,
-        id: id.to_string(),
-    })
+    let id = validate::canonical_uuid(id).ok_or_else(invalid)?;
+    Ok(Cursor { created_at, id })
 }
 
 #[cfg(test)]

@@ -98,8 +98,14 @@ fn render_error(
     path: &str,
 ) {
     let route = route_label(method, path);
-    if response.status().is_server_error() {
-        tracing::error!(%method, route, request_id, code = %info.code, cause = info.cause.as_deref().unwrap_or(""), "request failed");
+    // A 5xx with a cause is a failure to investigate. One without (the warm-up
+    // gate, a full hashing queue) is expected back-pressure, so it stays at debug
+    // level and a cold start under traffic cannot flood the log.
+    match &info.cause {
+        Some(cause) if response.status().is_server_error() => {
+            tracing::error!(%method, route, request_id, code = %info.code, cause, "request failed");
+        }
+        _ => tracing::debug!(%method, route, request_id, code = %info.code, "request rejected"),
     }
     let envelope = ErrorEnvelope::new(info.code.as_str(), info.message.clone(), request_id);
     let body = serde_json::to_vec(&envelope).unwrap_or_default();

@@ -7,6 +7,7 @@ mod health;
 mod json;
 mod middleware;
 pub mod models;
+mod path_id;
 mod projects;
 pub mod reads;
 mod users;

@@ -1,6 +1,6 @@
 //! `/projects`: the caller's projects.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,6 +12,7 @@ use velro_shared::api::{
 use velro_shared::policy;
 
 use super::json::ApiJson;
+use super::path_id::PathId;
 use super::reads::{self, ReadRequest};
 use super::validate;
 use crate::app::AppState;
@@ -77,13 +78,13 @@ async fn create_project(
 async fn get_project(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    id: PathId,
     read: ReadRequest,
 ) -> Result<Response, AppError> {
-    if !validate::is_uuid(&id) {
-        return Err(AppError::not_found("project"));
-    }
+    let id = id.or_not_found("project")?;
+    // Keyed by the canonical id, so every spelling of the path shares one entry.
     let read = ReadRequest {
+        path: format!("/projects/{id}"),
         query: None,
         ..read
     };
@@ -99,12 +100,10 @@ async fn get_project(
 async fn update_project(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    id: PathId,
     ApiJson(request): ApiJson<UpdateProjectRequest>,
 ) -> Result<Json<Project>, AppError> {
-    if !validate::is_uuid(&id) {
-        return Err(AppError::not_found("project"));
-    }
+    let id = id.or_not_found("project")?;
     let name = request
         .name
         .as_deref()
@@ -136,9 +135,10 @@ async fn update_project(
 async fn delete_project(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    id: PathId,
 ) -> Result<StatusCode, AppError> {
-    if !validate::is_uuid(&id) || !projects::delete(&state.db, &user.id, &id).await? {
+    let id = id.or_not_found("project")?;
+    if !projects::delete(&state.db, &user.id, &id).await? {
         return Err(AppError::not_found("project"));
     }
     state.cache.invalidate(&policy::invalidations(

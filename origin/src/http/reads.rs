@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use velro_shared::policy::{self, CachePolicy, Scope};
+use velro_shared::policy::{self, CachePolicy, KeyError, Scope};
 
 use crate::app::AppState;
 use crate::cache::{CachedBody, Lookup};
@@ -93,8 +93,21 @@ where
 {
     let matched = policy::match_route(&read.method, &read.path)
         .ok_or_else(|| anyhow::anyhow!("no cache policy for {} {}", read.method, read.path))?;
-    let key = policy::cache_key(&read.method, &read.path, read.query.as_deref(), user_id)
-        .map_err(|error| anyhow::anyhow!("cache key for {} {}: {error}", read.method, read.path))?;
+    let key = match policy::cache_key(&read.method, &read.path, read.query.as_deref(), user_id) {
+        Ok(key) => key,
+        // The policy rejects whitespace and control characters, which would let two
+        // different requests share one key; such a request is the client's mistake.
+        Err(KeyError::NotCacheable) => {
+            return Err(AppError::validation(
+                "the path or query string contains whitespace or control characters",
+            ));
+        }
+        Err(error) => {
+            return Err(
+                anyhow::anyhow!("cache key for {} {}: {error}", read.method, read.path).into(),
+            );
+        }
+    };
     let tags = policy::read_tags(&matched, user_id);
     let (entry, lookup) = state
         .cache

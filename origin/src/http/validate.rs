@@ -71,9 +71,10 @@ pub fn optional_text(field: &str, raw: &str, max_chars: usize) -> Result<String,
     Ok(value.to_string())
 }
 
-/// Whether a path id is a UUID. Other ids cannot exist, so callers answer 404 without a query.
-pub fn is_uuid(id: &str) -> bool {
-    uuid::Uuid::try_parse(id).is_ok()
+/// Returns a UUID in its canonical lowercase hyphenated form, the form every stored id has;
+/// `None` when `raw` is not a UUID.
+pub fn canonical_uuid(raw: &str) -> Option<String> {
+    uuid::Uuid::try_parse(raw).ok().map(|id| id.to_string())
 }
 
 #[cfg(test)]
@@ -107,6 +108,17 @@ mod tests {
         assert!(password("12345678").is_ok());
         assert!(password(&"é".repeat(256)).is_ok());
         assert!(password(&"é".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn uuid_is_canonicalised() {
+        let canonical = "01938a4e-0000-7000-8000-00000000abcd";
+        assert_eq!(
+            canonical_uuid("01938A4E-0000-7000-8000-00000000ABCD").as_deref(),
+            Some(canonical)
+        );
+        assert_eq!(canonical_uuid(canonical).as_deref(), Some(canonical));
+        assert_eq!(canonical_uuid("not-a-uuid"), None);
     }
 
     #[test]
