@@ -98,8 +98,8 @@ fn render_error(
     path: &str,
 ) {
     let route = route_label(method, path);
-    // A 5xx with a cause is a failure to investigate. One without (the warm-up
-    // gate, a full hashing queue) is expected back-pressure, so it stays at debug
+    // A 5xx with a cause is a failure to investigate. One without, such as the
+    // warm-up gate, is expected back-pressure, so it stays at debug
     // level and a cold start under traffic cannot flood the log.
     match &info.cause {
         Some(cause) if response.status().is_server_error() => {

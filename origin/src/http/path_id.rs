@@ -8,14 +8,14 @@ use crate::error::AppError;
 
 /// The `{id}` of `/projects/{id}` or `/generations/{id}` in canonical lowercase
 /// form, or `None` when the segment is not a UUID (or not valid UTF-8). No such
-/// resource can exist then, so handlers answer 404 without a query.
+/// resource can exist then, so handlers return 404 without a query.
 ///
 /// Canonical ids matter for caching: `/generations/%30...` and an upper-case
 /// spelling name the same row, so they must also share one cache key.
 pub struct PathId(Option<String>);
 
 impl PathId {
-    /// The id, or a 404 naming the kind of resource.
+    /// Returns the id, or a 404 naming the kind of resource.
     pub fn or_not_found(self, what: &str) -> Result<String, AppError> {
         self.0.ok_or_else(|| AppError::not_found(what))
     }

@@ -21,7 +21,7 @@ use crate::error::AppError;
 
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
-/// The parts of a GET request that decide its cache entry and conditional answer.
+/// The parts of a GET request that decide its cache entry and conditional response.
 #[derive(Debug, Clone)]
 pub struct ReadRequest {
     pub method: String,
@@ -163,7 +163,7 @@ fn cached_response(
         headers.insert(header::CACHE_CONTROL, cache_control);
     }
     if entry.policy.scope == Scope::Private {
-        // The body depends on who asks, so any cache in between must key on the token too.
+        // The body depends on the caller, so any cache in between must key on the token too.
         headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
     }
     let status = match lookup {
