@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use velro_shared::routing::Region;
 
-/// Where the server runs; production tightens the defaults.
+/// Deployment environment; production tightens the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
     Development,
@@ -73,7 +73,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Which origins a browser may call the API from.
+/// Origins a browser may call the API from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedOrigins {
     /// `*`: any origin, and therefore without credentials (the CORS spec forbids both together).

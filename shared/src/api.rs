@@ -6,15 +6,15 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Longest prompt a generation accepts, in characters.
+/// Maximum prompt length of a generation, in characters.
 pub const MAX_PROMPT_CHARS: usize = 2_000;
 /// Shortest password accepted at registration, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Longest password accepted, in characters; argon2 cost grows with input length.
+/// Maximum password length, in characters, because argon2's cost grows with input length.
 pub const MAX_PASSWORD_CHARS: usize = 256;
-/// Longest display name or project name, in characters.
+/// Maximum length of a display name or project name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
-/// Longest project description, in characters.
+/// Maximum length of a project description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
 /// Default and maximum page sizes of list endpoints.
 pub const DEFAULT_PAGE_LIMIT: u32 = 20;
@@ -161,7 +161,7 @@ pub struct Generation {
     pub result_type: Option<String>,
     /// The generated artefact, once completed.
     pub result: Option<String>,
-    /// Why the generation failed, when `status` is `failed`.
+    /// Failure reason, when `status` is `failed`.
     pub error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -232,7 +232,7 @@ pub struct WarmupStep {
     pub outcome: StepOutcome,
     /// Wall time of the step, in milliseconds; `None` while pending.
     pub duration_ms: Option<f64>,
-    /// Why the step failed.
+    /// Failure reason of the step.
     pub error: Option<String>,
 }
 
@@ -251,7 +251,7 @@ pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
-/// What went wrong, in a form a client can branch on (`code`) and show (`message`).
+/// Error details: a `code` a client can branch on and a `message` it can show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: String,

@@ -29,7 +29,7 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The server is warming up, overloaded or lost a dependency; retry after a pause.
     ServiceUnavailable,
-    /// The origin did not answer in time; retrying or serving stale can help.
+    /// The origin did not respond in time; retrying or serving stale can help.
     GatewayTimeout,
     /// An unexpected failure on the server.
     Internal,

@@ -167,7 +167,7 @@ async fn create_generation(
     };
     let row = match generations::insert(&state.db, &new).await {
         Ok(row) => row,
-        // A concurrent request with the same key won the insert; answer as its replay.
+        // A concurrent request with the same key won the insert, so this one is its replay.
         Err(error) if db::is_unique_violation(&error) => {
             let key = idempotency_key.as_deref().unwrap_or_default();
             let existing = generations::find_by_idempotency_key(&state.db, &user.id, key)
@@ -226,7 +226,7 @@ async fn delete_generation(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Answers a retried create with the generation the first attempt made, or 422
+/// Returns the generation the first attempt made for a retried create, or 422
 /// when the key came back with a different request.
 fn replay(existing: GenerationRow, request_hash: &str) -> Result<Response, AppError> {
     if existing.request_hash.as_deref() != Some(request_hash) {
@@ -270,7 +270,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
     Ok(Some(key.to_string()))
 }
 
-/// Fingerprint of what a create asks for, to tell a retry from a different request under the same key.
+/// Fingerprint of a create's request fields, to tell a retry from a different request under the same key.
 fn request_hash(model: &str, prompt: &str, project_id: Option<&str>) -> String {
     let canonical = serde_json::json!([model, prompt, project_id]).to_string();
     Sha256::digest(canonical.as_bytes())

@@ -19,7 +19,7 @@ use crate::error::{error_response, ErrorInfo};
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
-/// Longest client-supplied request id kept; longer or non-visible-ASCII ones are replaced.
+/// Maximum length of a client-supplied request id; longer or non-visible-ASCII ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The request id, available to handlers as an extension.

@@ -121,7 +121,7 @@ impl VirtualUser {
     /// arrives runs to completion or to the client timeout.
     pub async fn run(mut self) {
         // Users arrive spread over one think time, as real sessions do, instead of
-        // all logging in at the same instant; with no think time they start at once.
+        // all logging in at the same instant. With no think time they start at once.
         self.think().await;
         while !self.stopped() {
             self.run_workflow().await;
