@@ -17,7 +17,7 @@ ensure_rust() {
 }
 
 # Starts the machine's PostgreSQL cluster when it is installed but not running.
-# Returns non-zero when no server answers on 127.0.0.1:5432 afterwards.
+# Returns non-zero when no server accepts connections on 127.0.0.1:5432 afterwards.
 ensure_postgres() {
     command -v pg_isready >/dev/null 2>&1 || return 1
     pg_isready -q -h 127.0.0.1 -p 5432 && return 0

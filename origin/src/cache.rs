@@ -25,7 +25,7 @@ use crate::error::AppError;
 #[derive(Debug)]
 pub struct CachedBody {
     pub body: Bytes,
-    /// Weak entity tag: the body is compressed per request, so only weak comparison holds (RFC 9110, 8.8.1).
+    /// Weak entity tag: the body is compressed per request, so only weak comparison applies (RFC 9110, 8.8.1).
     pub etag: String,
     pub policy: CachePolicy,
 }

@@ -1,8 +1,8 @@
 //! The origin's one error type and how it becomes an HTTP response.
 //!
 //! A handler returns `AppError`; its `IntoResponse` sets the status and attaches
-//! an [`ErrorInfo`] extension with an empty body. The request middleware, which
-//! knows the request id, turns that into the error envelope and logs server-side
+//! an [`ErrorInfo`] extension with an empty body. The request middleware has the
+//! request id, so it renders the error envelope there and logs server-side
 //! failures once, with their cause. Causes never reach the client.
 
 use std::sync::Arc;

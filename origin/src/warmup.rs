@@ -1,8 +1,8 @@
 //! Warm-up before readiness: everything the first requests would otherwise pay for.
 //!
-//! The listener is already accepting while warm-up runs, so `/health` answers at
-//! once, but `/health/ready` stays 503 (and API routes answer 503) until every
-//! step has succeeded. A failed step is retried after a pause rather than ending
+//! The listener is already accepting while warm-up runs, so `/health` responds at
+//! once. `/health/ready` and the API routes return 503 until every step has
+//! succeeded. A failed step is retried after a pause rather than ending
 //! the process, so a database that comes up late only delays readiness.
 
 use std::future::Future;

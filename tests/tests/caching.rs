@@ -467,7 +467,7 @@ async fn profile_cache_ignores_query_string() {
 }
 
 #[tokio::test]
-async fn raw_non_ascii_query_is_not_a_server_error() {
+async fn raw_non_ascii_query_avoids_500() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let app = TestApp::spawn().await;

@@ -1,6 +1,6 @@
 //! The background worker that moves generations through their life cycle.
 //!
-//! It claims the oldest queued generation, marks it `running`, asks the provider
+//! It claims the oldest queued generation, marks it `running`, calls the provider
 //! for the artefact and stores it as `completed` (or `failed`). Every status
 //! change invalidates the cached detail and lists of that generation's owner.
 //! Workers wake when a generation is created and also poll, so generations

@@ -199,7 +199,7 @@ async fn get_generation(
         query: None,
         ..read
     };
-    reads::respond_with_policy(&state, &read, Some(&user.id), || async {
+    reads::respond_with_policy(&state, &read, Some(&user.id), |_route_policy| async {
         let row = generations::find(&state.db, &user.id, &id)
             .await?
             .ok_or_else(|| AppError::not_found("generation"))?;

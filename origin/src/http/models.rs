@@ -21,14 +21,7 @@ async fn list_models(
     read: ReadRequest,
 ) -> Result<Response, AppError> {
     // The catalogue is the same whatever the query string, so it gets one cache entry.
-    serve_catalogue(
-        &state,
-        &ReadRequest {
-            query: None,
-            ..read
-        },
-    )
-    .await
+    serve_catalogue(&state, &read.without_query()).await
 }
 
 /// Serves the catalogue through the cache; warm-up calls it to fill L1.

@@ -37,11 +37,7 @@ async fn list_projects(
     user: AuthUser,
     read: ReadRequest,
 ) -> Result<Response, AppError> {
-    // The list takes no parameters, so the query string is not part of its cache entry.
-    let read = ReadRequest {
-        query: None,
-        ..read
-    };
+    let read = read.without_query();
     reads::respond(&state, &read, Some(&user.id), || async {
         let rows = projects::list(&state.db, &user.id).await?;
         Ok(ProjectList {

@@ -31,6 +31,15 @@ pub struct ReadRequest {
 }
 
 impl ReadRequest {
+    /// Drops the query string, for routes without parameters, so a client cannot
+    /// mint new cache entries by appending arbitrary ones.
+    pub fn without_query(self) -> Self {
+        Self {
+            query: None,
+            ..self
+        }
+    }
+
     /// A plain GET of `path`, for reads the server makes itself, such as warm-up.
     pub fn get(path: &str) -> Self {
         Self {
@@ -71,15 +80,15 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, AppError>>,
 {
-    let route_policy = route_policy(read)?;
-    respond_with_policy(state, read, user_id, || async move {
+    respond_with_policy(state, read, user_id, |route_policy| async move {
         Ok((load().await?, route_policy))
     })
     .await
 }
 
 /// Serves a cacheable read whose policy depends on what was loaded, such as a
-/// generation that caches long once completed and briefly while it runs.
+/// generation that caches long once completed and briefly while it runs. The
+/// loader gets the route's own policy and returns the one to store.
 pub async fn respond_with_policy<T, F, Fut>(
     state: &AppState,
     read: &ReadRequest,
@@ -88,7 +97,7 @@ pub async fn respond_with_policy<T, F, Fut>(
 ) -> Result<Response, AppError>
 where
     T: Serialize,
-    F: FnOnce() -> Fut,
+    F: FnOnce(CachePolicy) -> Fut,
     Fut: Future<Output = Result<(T, CachePolicy), AppError>>,
 {
     let matched = policy::match_route(&read.method, &read.path)
@@ -112,7 +121,7 @@ where
     let (entry, lookup) = state
         .cache
         .get_or_load(&key, &tags, || async move {
-            let (value, policy) = load().await?;
+            let (value, policy) = load(matched.policy).await?;
             let body = serde_json::to_vec(&value)
                 .map_err(|error| anyhow::anyhow!("serialising a response failed: {error}"))?;
             Ok(CachedBody::new(body, policy))
@@ -123,18 +132,6 @@ where
         lookup,
         read.if_none_match.as_deref(),
     ))
-}
-
-fn route_policy(read: &ReadRequest) -> Result<CachePolicy, AppError> {
-    policy::match_route(&read.method, &read.path)
-        .map(|matched| matched.policy)
-        .ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!(
-                "no cache policy for {} {}",
-                read.method,
-                read.path
-            ))
-        })
 }
 
 fn cached_response(

@@ -25,11 +25,7 @@ async fn get_profile(
     user: AuthUser,
     read: ReadRequest,
 ) -> Result<Response, AppError> {
-    // The profile takes no parameters, so the query string is not part of its cache entry.
-    let read = ReadRequest {
-        query: None,
-        ..read
-    };
+    let read = read.without_query();
     reads::respond(&state, &read, Some(&user.id), || async {
         let row = users::find_by_id(&state.db, &user.id)
             .await?

@@ -3,7 +3,7 @@
 
 use crate::error::AppError;
 
-/// Longest email accepted (RFC 5321 limits a forward path to 256 octets including brackets).
+/// Maximum email length (RFC 5321 limits a forward path to 256 octets including brackets).
 const MAX_EMAIL_LEN: usize = 254;
 
 /// Trims and lowercases an email, and checks its basic form `local@domain.tld`.
