@@ -199,6 +199,11 @@ impl L2Store {
         if tags.is_empty() {
             return true;
         }
+        if !self.breaker.allows() {
+            // Logged once when the breaker opened; one line per write would flood the log.
+            tracing::debug!(tags = tags.join(","), "Redis breaker open; invalidation not published");
+            return false;
+        }
         let mut pipeline = redis::pipe();
         for tag in tags {
             let tag_key = self.tag_key(tag);
@@ -233,9 +238,26 @@ impl L2Store {
         done.is_some()
     }
 
-    /// Sends `PING` on one connection, bypassing the breaker: the warm-up check and the breaker's probe.
+    /// Sends `PING` on every connection, bypassing the breaker: the warm-up check and the breaker's probe.
+    ///
+    /// A connection that Redis dropped fails its first command and reconnects, so
+    /// each gets a second try. Pinging all of them means that once the breaker
+    /// closes, requests do not find dead connections one by one and reopen it.
     pub async fn ping(&self) -> anyhow::Result<()> {
-        let mut connection = self.connections[0].clone();
+        let pings = self.connections.iter().map(|connection| async move {
+            let first = self.ping_once(connection.clone()).await;
+            match first {
+                Ok(()) => Ok(()),
+                Err(_) => self.ping_once(connection.clone()).await,
+            }
+        });
+        for outcome in futures::future::join_all(pings).await {
+            outcome?;
+        }
+        Ok(())
+    }
+
+    async fn ping_once(&self, mut connection: ConnectionManager) -> anyhow::Result<()> {
         let reply: String = tokio::time::timeout(
             self.timeout.max(Duration::from_millis(250)),
             redis::cmd("PING").query_async(&mut connection),
