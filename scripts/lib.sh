@@ -13,7 +13,7 @@ ensure_rust() {
         # shellcheck disable=SC1091
         . "$HOME/.cargo/env"
     fi
-    command -v cargo >/dev/null 2>&1 || die "cargo is not installed. Install Rust 1.80 or newer with rustup (https://rustup.rs), then run this again."
+    command -v cargo >/dev/null 2>&1 || die "cargo is not installed. Install Rust 1.89 or newer with rustup (https://rustup.rs), then run this again."
 }
 
 # Starts the machine's PostgreSQL cluster when it is installed but not running.
