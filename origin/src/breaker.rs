@@ -45,7 +45,7 @@ struct Inner {
     opened_at: Instant,
 }
 
-/// One dependency's breaker; cheap to clone.
+/// The breaker of one dependency, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker {
     name: &'static str,
@@ -94,7 +94,7 @@ impl CircuitBreaker {
             .is_some_and(|failed| failed.elapsed() < period)
     }
 
-    /// Records a call that worked; it clears the failure count and closes the breaker.
+    /// Records a call that worked, which clears the failure count and closes the breaker.
     pub fn record_success(&self) {
         let mut inner = self.lock();
         inner.failures = 0;
@@ -104,7 +104,7 @@ impl CircuitBreaker {
         }
     }
 
-    /// Records a failed call; it opens the breaker at the threshold, or again after a failed probe.
+    /// Records a failed call, which opens the breaker at the threshold or again after a failed probe.
     pub fn record_failure(&self) {
         let now = Instant::now();
         let mut inner = self.lock();

@@ -55,7 +55,7 @@ pub struct L2Store {
 }
 
 impl L2Store {
-    /// Creates the store; connections open on first use, so a Redis that is down does not stop start-up.
+    /// Creates the store. Connections open on first use, so a Redis that is down does not stop start-up.
     pub fn new(settings: &RedisSettings, breaker: CircuitBreaker) -> anyhow::Result<Arc<Self>> {
         let client = redis::Client::open(settings.url.expose())
             .map_err(|error| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {error}"))?;
@@ -193,7 +193,7 @@ impl L2Store {
     }
 
     /// Increments the versions of `tags` and announces them on the invalidation channel.
-    /// Returns whether Redis took both; when it did not, other instances keep their
+    /// Returns whether Redis took both. When it did not, other instances keep their
     /// L1 entries until those expire.
     pub async fn invalidate(&self, tags: &[String]) -> bool {
         if tags.is_empty() {
@@ -201,7 +201,10 @@ impl L2Store {
         }
         if !self.breaker.allows() {
             // Logged once when the breaker opened; one line per write would flood the log.
-            tracing::debug!(tags = tags.join(","), "Redis breaker open; invalidation not published");
+            tracing::debug!(
+                tags = tags.join(","),
+                "Redis breaker open; invalidation not published"
+            );
             return false;
         }
         let mut pipeline = redis::pipe();

@@ -90,7 +90,7 @@ impl Cache {
 
     /// Returns the entry for `key`, loading it with `load` when no level has it fresh.
     ///
-    /// Only [`AppError::is_unavailable`] failures fall back to a stale entry; any
+    /// Only [`AppError::is_unavailable`] failures fall back to a stale entry. Any
     /// other error, such as a 404, is returned and nothing is cached.
     pub async fn get_or_load<F, Fut>(
         &self,

@@ -13,7 +13,7 @@ use super::l2::{parse_invalidation, L2Store};
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
-/// Whether the subscription is live; read by warm-up and `/health`.
+/// State of the invalidation subscription, read by warm-up.
 #[derive(Debug, Default)]
 pub struct Subscription {
     live: AtomicBool,

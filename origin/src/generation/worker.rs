@@ -24,6 +24,8 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const STALE_RUNNING_AFTER: Duration = Duration::from_secs(300);
 /// Pause after a database error, so an outage does not become a busy loop.
 const ERROR_BACKOFF: Duration = Duration::from_secs(2);
+/// How often worker 0 looks for generations left `running` past [`STALE_RUNNING_AFTER`].
+const REQUEUE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Running workers; dropping it does not stop them, [`WorkerHandle::shutdown`] does.
 pub struct WorkerHandle {
@@ -75,10 +77,17 @@ struct Worker {
 impl Worker {
     async fn run(mut self) {
         tracing::debug!(worker = self.index, "generation worker started");
+        let mut last_requeue = tokio::time::Instant::now();
         if self.index == 0 {
             self.requeue_abandoned().await;
         }
         while !*self.stopped.borrow() {
+            // A generation whose result could not be stored, say because the database
+            // dropped out mid-run, stays `running`; worker 0 requeues such rows now and then.
+            if self.index == 0 && last_requeue.elapsed() >= REQUEUE_INTERVAL {
+                last_requeue = tokio::time::Instant::now();
+                self.requeue_abandoned().await;
+            }
             let pause = match self.process_next().await {
                 Ok(true) => continue,
                 Ok(false) => POLL_INTERVAL,

@@ -40,7 +40,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
-/// 200 once warm-up has finished and while the database answers; 503 otherwise,
+/// Returns 200 once warm-up has finished and while the database answers, and 503 otherwise,
 /// so a load balancer stops sending writes to an instance that cannot take them.
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let mut report = state.readiness.report();
