@@ -14,6 +14,7 @@
 //! - [`Sandbox`]: the temporary directory, and one-shot commands such as `migrate`.
 //! - [`requests`]: one typed method per API request.
 //! - [`checks`]: assertions on responses, such as [`assert_error`].
+//! - [`servers`]: throwaway Redis servers and database cuts for fault tests.
 
 // Every test binary includes this module with `mod common;` and uses a different
 // subset of it, so each binary would otherwise warn about the parts it leaves out.
@@ -21,6 +22,7 @@
 
 mod checks;
 mod requests;
+mod servers;
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -32,6 +34,7 @@ pub use checks::{
     assert_error, cache_control, cache_status_params, header, header_list, max_age, parse_json,
 };
 pub use requests::{unique_email, TestUser};
+pub use servers::{cut_database, restore_database, DependencyHealth, ThrowawayRedis};
 
 /// Secret the test servers sign access tokens with: 48 bytes, above the 32-byte minimum.
 pub const JWT_SECRET: &str = "velro-integration-tests-secret-not-for-real-use!";
