@@ -488,6 +488,7 @@ async fn restarted_redis_is_used_as_l2_again() {
 
     // Stored in L2 by the first instance, read from there by the second.
     let stored_by_first = app.signup().await;
+    let keys = redis.key_count().await;
     get_ok(
         &app,
         "/users/profile",
@@ -495,6 +496,7 @@ async fn restarted_redis_is_used_as_l2_again() {
         "after the restart",
     )
     .await;
+    redis.wait_for_more_keys_than(keys).await;
     let response = get_ok(
         &second,
         "/users/profile",
@@ -510,6 +512,7 @@ async fn restarted_redis_is_used_as_l2_again() {
 
     // Stored in L2 by the second instance, read from there by the first.
     let stored_by_second = app.signup().await;
+    let keys = redis.key_count().await;
     get_ok(
         &second,
         "/users/profile",
@@ -517,6 +520,7 @@ async fn restarted_redis_is_used_as_l2_again() {
         "after the restart",
     )
     .await;
+    redis.wait_for_more_keys_than(keys).await;
     let before = app.dependency_health().await;
     let response = get_ok(
         &app,

@@ -35,7 +35,9 @@ async fn second_instance_reads_profile_from_l2() {
     let second = spawn_second_instance(&first).await;
     // The user signs up after both instances have warmed up, so neither pre-loaded the profile.
     let user = first.signup().await;
+    let keys = redis.key_count().await;
     let stored = first.profile(&user.access_token).await;
+    redis.wait_for_more_keys_than(keys).await;
     let stored_params = cache_status_params(&stored);
     assert!(
         has_param(&stored_params, "fwd=miss") && has_param(&stored_params, "stored"),
@@ -81,7 +83,9 @@ async fn cache_levels_count_hits_and_misses() {
     let user = first.signup().await;
 
     let start = first.dependency_health().await;
+    let keys = redis.key_count().await;
     first.profile(&user.access_token).await;
+    redis.wait_for_more_keys_than(keys).await;
     let after_miss = first.dependency_health().await;
     first.profile(&user.access_token).await;
     let after_hit = first.dependency_health().await;
@@ -175,7 +179,9 @@ async fn key_prefix_separates_deployments() {
         .spawn()
         .await;
     let user = first.signup().await;
+    let keys = redis.key_count().await;
     first.profile(&user.access_token).await;
+    redis.wait_for_more_keys_than(keys).await;
 
     let response = other_deployment.profile(&user.access_token).await;
 
@@ -228,8 +234,10 @@ async fn profile_update_invalidates_l2_entry() {
     let first = spawn_with_redis(&redis).await;
     let second = spawn_second_instance(&first).await;
     let user = first.signup().await;
-    // The profile is now in the first instance's L1 and in L2, but not in the second's L1.
+    let keys = redis.key_count().await;
     first.profile(&user.access_token).await;
+    redis.wait_for_more_keys_than(keys).await;
+    // The profile is now in the first instance's L1 and in L2, but not in the second's L1.
 
     let body = json!({ "display_name": "Changed on the first" });
     parse_json::<User>(first.update_profile(&user.access_token, &body).await, 200).await;

@@ -9,7 +9,7 @@
 //! - [`DependencyHealth`]: the cache counters and circuit breaker states of `GET /health`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,8 +22,12 @@ use super::{free_port, parse_json, TestApp, TestAppBuilder, POLL_INTERVAL};
 /// How long a `redis-server` may take to reply to `PING` after it starts.
 const REDIS_START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Bound on one `PING` round trip while waiting for a `redis-server` to start.
-const PING_TIMEOUT: Duration = Duration::from_millis(500);
+/// Bound on one command round trip to a throwaway `redis-server`.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long the origin may take to store an entry in L2, which it does in the
+/// background after responding.
+const L2_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the backends of a cut database may take to end after `pg_terminate_backend`.
 const TERMINATE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,6 +114,40 @@ impl ThrowawayRedis {
         self.signal("CONT");
     }
 
+    /// Number of keys in the server, from `DBSIZE`.
+    pub async fn key_count(&self) -> u64 {
+        let reply = inline_command(self.port, "DBSIZE")
+            .await
+            .unwrap_or_else(|error| {
+                panic!("DBSIZE on redis-server port {} failed: {error}", self.port)
+            });
+        reply
+            .strip_prefix(':')
+            .and_then(|count| count.parse().ok())
+            .unwrap_or_else(|| panic!("DBSIZE returned {reply:?}, expected an integer reply"))
+    }
+
+    /// Waits until the server holds more than `count` keys.
+    ///
+    /// The origin stores an entry in L2 in the background, possibly after sending the
+    /// response that loaded it, so a test waits for the new key before another
+    /// instance reads it.
+    pub async fn wait_for_more_keys_than(&self, count: u64) {
+        let deadline = Instant::now() + L2_STORE_TIMEOUT;
+        loop {
+            let current = self.key_count().await;
+            if current > count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server still held {current} keys {L2_STORE_TIMEOUT:?} after a read \
+                 that should have stored an L2 entry"
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
     /// Everything the server has logged since the first start.
     pub fn logs(&self) -> String {
         let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
@@ -177,7 +215,8 @@ impl ThrowawayRedis {
                     self.logs()
                 );
             }
-            if answers_ping(self.port).await {
+            let reply = inline_command(self.port, "PING").await;
+            if reply.is_ok_and(|reply| reply == "+PONG") {
                 return;
             }
             assert!(
@@ -209,20 +248,23 @@ impl Drop for ThrowawayRedis {
     }
 }
 
-/// Returns whether a Redis on `port` of 127.0.0.1 replies `+PONG` to an inline `PING`.
-async fn answers_ping(port: u16) -> bool {
-    let ping = move || -> std::io::Result<bool> {
+/// Sends `command` in Redis's inline form to the server on `port` of 127.0.0.1 and
+/// returns the first line of the reply, such as `+PONG` or `:42`.
+async fn inline_command(port: u16, command: &'static str) -> std::io::Result<String> {
+    let exchange = move || -> std::io::Result<String> {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut stream = TcpStream::connect_timeout(&address, PING_TIMEOUT)?;
-        stream.set_read_timeout(Some(PING_TIMEOUT))?;
-        stream.set_write_timeout(Some(PING_TIMEOUT))?;
-        stream.write_all(b"PING\r\n")?;
-        let mut reply = [0_u8; 7];
-        stream.read_exact(&mut reply)?;
-        Ok(&reply == b"+PONG\r\n")
+        let stream = TcpStream::connect_timeout(&address, COMMAND_TIMEOUT)?;
+        stream.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+        stream.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+        (&stream).write_all(format!("{command}\r\n").as_bytes())?;
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        Ok(line.trim_end().to_owned())
     };
     // The standard library's socket calls block, so they run off the async workers.
-    matches!(tokio::task::spawn_blocking(ping).await, Ok(Ok(true)))
+    tokio::task::spawn_blocking(exchange)
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 impl TestAppBuilder {
