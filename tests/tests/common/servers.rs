@@ -127,7 +127,7 @@ impl ThrowawayRedis {
             .unwrap_or_else(|| panic!("DBSIZE returned {reply:?}, expected an integer reply"))
     }
 
-    /// Waits until the server holds more than `count` keys.
+    /// Waits until the server contains more than `count` keys.
     ///
     /// The origin stores an entry in L2 in the background, possibly after sending the
     /// response that loaded it, so a test waits for the new key before another
@@ -141,7 +141,7 @@ impl ThrowawayRedis {
             }
             assert!(
                 Instant::now() < deadline,
-                "redis-server still held {current} keys {L2_STORE_TIMEOUT:?} after a read \
+                "redis-server still contained {current} keys {L2_STORE_TIMEOUT:?} after a read \
                  that should have stored an L2 entry"
             );
             tokio::time::sleep(POLL_INTERVAL).await;
