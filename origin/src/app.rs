@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::auth::{load_token_key, PasswordHasher, TokenIssuer};
-use crate::cache::L1Cache;
+use crate::breaker::CircuitBreaker;
+use crate::cache::{Cache, L2Store, Subscription};
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::generation::{spawn_workers, SvgSketchProvider};
@@ -21,7 +22,11 @@ use crate::warmup::{self, Readiness};
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
-    pub cache: L1Cache,
+    /// Opens when the database keeps failing; writes then get 503 at once and reads fall back to stale entries.
+    pub db_breaker: CircuitBreaker,
+    pub cache: Cache,
+    /// The invalidation subscription, once warm-up has started it; `None` without Redis.
+    pub subscription: Arc<std::sync::OnceLock<Arc<Subscription>>>,
     pub tokens: TokenIssuer,
     pub passwords: PasswordHasher,
     pub readiness: Arc<Readiness>,
@@ -54,12 +59,22 @@ impl Application {
     /// Builds the state and binds the listener; nothing is served yet.
     pub async fn build(config: Config, started: Instant) -> anyhow::Result<Self> {
         let token_key = load_token_key(&config)?;
-        let db = db::connect(&config.database_url, &config.pool).await?;
+        let db_breaker = CircuitBreaker::new("database", config.db_breaker);
+        let db = db::connect(&config.database_url, &config.pool, Some(db_breaker.clone())).await?;
+        let l2 = match &config.redis {
+            Some(redis) => Some(L2Store::new(
+                redis,
+                CircuitBreaker::new("redis", config.redis_breaker),
+            )?),
+            None => None,
+        };
         let cores = std::thread::available_parallelism()
             .map(usize::from)
             .unwrap_or(2);
         let state = AppState {
-            cache: L1Cache::new(config.l1_cache_max_bytes),
+            cache: Cache::new(config.l1_cache_max_bytes, l2),
+            db_breaker,
+            subscription: Arc::default(),
             tokens: TokenIssuer::new(token_key),
             passwords: PasswordHasher::new(cores),
             readiness: Arc::new(Readiness::new()),
@@ -103,6 +118,8 @@ impl Application {
             database = if state.config.is_sqlite() { "sqlite" } else { "postgres" },
             "listening"
         );
+
+        let probes = spawn_breaker_probes(&state);
 
         // The workers need the migrated schema, so they start once warm-up has finished.
         let background = tokio::spawn({
@@ -154,10 +171,38 @@ impl Application {
         } else {
             background.abort();
         }
+        for probe in probes {
+            probe.abort();
+        }
         state.db.close().await;
         tracing::info!(uptime_s = started.elapsed().as_secs_f64(), "stopped");
         outcome
     }
+}
+
+/// How long a breaker's probe may take before it counts as failed.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Starts the probes that close the database and Redis breakers once their dependency answers again.
+fn spawn_breaker_probes(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let db = state.db.clone();
+    let mut probes = vec![state.db_breaker.spawn_probe(PROBE_TIMEOUT, move || {
+        let db = db.clone();
+        async move {
+            // A fresh acquire: `before_acquire` pings it, so a dead pooled connection is replaced.
+            let mut connection = db.acquire().await?;
+            sqlx::query("SELECT 1").execute(&mut *connection).await?;
+            Ok(())
+        }
+    })];
+    if let Some(l2) = state.cache.l2() {
+        let l2_for_probe = Arc::clone(l2);
+        probes.push(l2.breaker().spawn_probe(PROBE_TIMEOUT, move || {
+            let l2 = Arc::clone(&l2_for_probe);
+            async move { l2.ping().await }
+        }));
+    }
+    probes
 }
 
 /// Resolves on Ctrl-C or SIGTERM, the signal Railway and Docker send before stopping a container.

@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `seed` and `loadtest`.
+//! The command line: `serve` (the default), `migrate`, `seed`, `env` and `loadtest`.
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +23,8 @@ pub enum Command {
     Migrate,
     /// Create demo users, projects and generations in DATABASE_URL; safe to run twice.
     Seed(SeedArgs),
+    /// Print every environment variable the server reads, with its default, as a dotenv file.
+    Env,
     /// Run the login -> profile -> list -> detail workflow against a running server and report latency.
     Loadtest(LoadtestArgs),
 }

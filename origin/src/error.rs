@@ -5,8 +5,6 @@
 //! request id, so it renders the error envelope there and logs server-side
 //! failures once, with their cause. Causes never reach the client.
 
-use std::sync::Arc;
-
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use velro_shared::error::ErrorCode;
@@ -20,6 +18,9 @@ pub enum AppError {
     /// The server cannot take the request now; the client should retry after a pause.
     #[error("service unavailable: {reason}")]
     Unavailable { reason: String },
+    /// The database cannot be reached: the connection failed, was cut, or the breaker is open.
+    #[error("database unavailable")]
+    DatabaseUnavailable(#[source] sqlx::Error),
     /// A database failure that is not the client's fault.
     #[error("database error")]
     Database(#[source] sqlx::Error),
@@ -56,32 +57,42 @@ impl AppError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Client { code, .. } => *code,
-            Self::Unavailable { .. } => ErrorCode::ServiceUnavailable,
+            Self::Unavailable { .. } | Self::DatabaseUnavailable(_) => {
+                ErrorCode::ServiceUnavailable
+            }
             Self::Database(sqlx::Error::PoolTimedOut) => ErrorCode::ServiceUnavailable,
             Self::Database(_) | Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
-    /// Rebuilds an error shared by a cache loader among the requests that waited on it.
-    pub fn from_shared(shared: Arc<AppError>) -> Self {
-        match Arc::try_unwrap(shared) {
-            Ok(error) => error,
-            Err(shared) => match &*shared {
-                Self::Client { code, message } => Self::client(*code, message.clone()),
-                Self::Unavailable { reason } => Self::Unavailable {
-                    reason: reason.clone(),
-                },
-                other => Self::Internal(anyhow::anyhow!("{}", error_chain(other))),
-            },
+    /// 503 for a request that needs the database while its circuit breaker is open.
+    pub fn database_circuit_open() -> Self {
+        Self::Unavailable {
+            reason: "the database circuit breaker is open".to_string(),
         }
+    }
+
+    /// Whether the failure is temporary unavailability, when a cache may serve a
+    /// stale response instead (`stale-if-error`).
+    pub fn is_unavailable(&self) -> bool {
+        self.code() == ErrorCode::ServiceUnavailable
     }
 }
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Database(error)
+        if crate::db::is_connection_error(&error) {
+            Self::DatabaseUnavailable(error)
+        } else {
+            Self::Database(error)
+        }
     }
 }
+
+/// Marks a response that failed because the database was unavailable, so the
+/// request middleware can count it against the database's circuit breaker.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseFailure;
 
 /// What the request middleware needs to render the error envelope and log the failure.
 #[derive(Debug, Clone)]
@@ -102,6 +113,10 @@ impl IntoResponse for AppError {
                 "the service is temporarily unavailable; retry shortly".to_string(),
                 Some(reason.clone()),
             ),
+            Self::DatabaseUnavailable(_) => (
+                "the database is unavailable; retry shortly".to_string(),
+                Some(error_chain(&self)),
+            ),
             Self::Database(sqlx::Error::PoolTimedOut) => (
                 "the service is busy; retry shortly".to_string(),
                 Some("timed out waiting for a database connection".to_string()),
@@ -111,11 +126,15 @@ impl IntoResponse for AppError {
                 Some(error_chain(&self)),
             ),
         };
-        error_response(ErrorInfo {
+        let mut response = error_response(ErrorInfo {
             code,
             message,
             cause,
-        })
+        });
+        if matches!(self, Self::DatabaseUnavailable(_)) {
+            response.extensions_mut().insert(DatabaseFailure);
+        }
+        response
     }
 }
 
@@ -165,11 +184,18 @@ mod tests {
     }
 
     #[test]
-    fn shared_client_error_keeps_code() {
-        let shared = Arc::new(AppError::not_found("generation"));
-        let _other_waiter = Arc::clone(&shared);
-        let error = AppError::from_shared(shared);
-        assert_eq!(error.code(), ErrorCode::NotFound);
-        assert_eq!(error.to_string(), "generation not found");
+    fn lost_connection_is_unavailable() {
+        let error = AppError::from(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(error.is_unavailable());
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.extensions().get::<DatabaseFailure>().is_some());
+    }
+
+    #[test]
+    fn missing_row_is_not_unavailable() {
+        assert!(!AppError::from(sqlx::Error::RowNotFound).is_unavailable());
     }
 }

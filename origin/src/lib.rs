@@ -2,15 +2,17 @@
 //! its cache, and the operations commands that go with it.
 //!
 //! A request passes through [`http`] (router, middleware, one module per
-//! resource), reads go through the [`cache`] (L1, in process) before the
-//! [`db`] (sqlx, SQLite by default or Postgres), and writes invalidate the cache
-//! entries the shared policy names. [`app`] builds and runs the server;
+//! resource), reads go through the [`cache`] (L1 in process, then L2 in Redis)
+//! before the [`db`] (sqlx, SQLite by default or Postgres), and writes invalidate
+//! the cache entries the shared policy names, in every instance. A [`breaker`]
+//! guards each of Redis and the database. [`app`] builds and runs the server;
 //! [`warmup`] gets it ready before it takes traffic; [`generation`] runs the
 //! queued generations in the background. `seed` and `loadtest` are the
 //! operations commands.
 
 pub mod app;
 pub mod auth;
+pub mod breaker;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -43,7 +43,7 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             let config = Config::from_env()?;
             telemetry::init(&config.log_level, config.log_format, LogTarget::Stderr);
-            let db = db::connect(&config.database_url, &PoolSettings::SINGLE).await?;
+            let db = db::connect(&config.database_url, &PoolSettings::SINGLE, None).await?;
             db::migrate(&db).await?;
             db.close().await;
             println!("migrations applied");
@@ -53,6 +53,7 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<ExitCode> {
             telemetry::init(&config.log_level, config.log_format, LogTarget::Stderr);
             seed::run(&config, &args).await.context("seeding failed")?;
         }
+        Command::Env => print!("{}", velro_origin::config::variables::render_dotenv()),
         Command::Loadtest(args) => {
             // The load test talks to a server over HTTP and needs none of its configuration.
             let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".to_string());

@@ -51,7 +51,7 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
         (MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&length),
         "--password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters long, like any login password"
     );
-    let db = db::connect(&config.database_url, &config.pool).await?;
+    let db = db::connect(&config.database_url, &config.pool, None).await?;
     db::migrate(&db).await?;
 
     // One hash serves every demo user: hashing is deliberately slow, and demo accounts need no per-user salt.

@@ -214,6 +214,18 @@ pub struct Health {
     pub l1_hits: u64,
     /// Reads the in-process cache had to load since start.
     pub l1_misses: u64,
+    /// L1 misses that Redis served, since start; 0 without Redis.
+    #[serde(default)]
+    pub l2_hits: u64,
+    /// L1 misses that Redis could not serve, since start; 0 without Redis.
+    #[serde(default)]
+    pub l2_misses: u64,
+    /// State of the Redis circuit breaker: `closed`, `open`, `half_open`, or `disabled` without Redis.
+    #[serde(default)]
+    pub redis: String,
+    /// State of the database circuit breaker: `closed`, `open` or `half_open`.
+    #[serde(default)]
+    pub database: String,
 }
 
 /// Outcome of one warm-up step.
@@ -223,6 +235,8 @@ pub enum StepOutcome {
     Pending,
     Ok,
     Failed,
+    /// Failed, and the server runs without it, such as an unreachable optional Redis.
+    Degraded,
 }
 
 /// One warm-up step as reported by `GET /health/ready`.
@@ -243,6 +257,9 @@ pub struct Readiness {
     pub steps: Vec<WarmupStep>,
     /// Wall time of the whole warm-up, in milliseconds, once finished.
     pub total_ms: Option<f64>,
+    /// Why a warmed-up server is not ready, such as an unreachable database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The body of every 4xx and 5xx response.

@@ -17,6 +17,7 @@ use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
+use crate::breaker::CircuitBreaker;
 use crate::config::PoolSettings;
 
 /// Migrations embedded in the binary, so `serve` and `migrate` need no files at run time.
@@ -25,6 +26,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// A connection idle for longer than this is pinged before use, so a connection
 /// the server or a proxy dropped meanwhile is replaced instead of failing a request.
 const VALIDATE_AFTER_IDLE: Duration = Duration::from_secs(30);
+/// For this long after a database failure, every connection is pinged before use.
+const VALIDATE_AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// Overflow connections above the pool size close after this long unused.
 const OVERFLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Per-connection Postgres settings: a name for `pg_stat_activity`, and bounds so
@@ -36,7 +39,15 @@ const POSTGRES_SESSION_SETTINGS: &str = "SET application_name = 'velro-origin'; 
 pub type Db = AnyPool;
 
 /// Opens a pool for `database_url`, creating the SQLite file's folder when needed.
-pub async fn connect(database_url: &str, pool: &PoolSettings) -> anyhow::Result<Db> {
+///
+/// With a `breaker`, a connection is also pinged before use whenever the database
+/// failed recently, so connections that an outage broke are replaced one by one
+/// instead of each failing a request after the database is back.
+pub async fn connect(
+    database_url: &str,
+    pool: &PoolSettings,
+    breaker: Option<CircuitBreaker>,
+) -> anyhow::Result<Db> {
     sqlx::any::install_default_drivers();
     let is_sqlite = database_url.starts_with("sqlite:");
     if is_sqlite {
@@ -58,9 +69,12 @@ pub async fn connect(database_url: &str, pool: &PoolSettings) -> anyhow::Result<
         // Pinging on every acquire would add a round trip to every query; only
         // connections that sat idle long enough to have been dropped are checked.
         .test_before_acquire(false)
-        .before_acquire(|connection, meta| {
+        .before_acquire(move |connection, meta| {
+            let failed_recently = breaker
+                .as_ref()
+                .is_some_and(|breaker| breaker.failed_within(VALIDATE_AFTER_FAILURE));
             Box::pin(async move {
-                if meta.idle_for > VALIDATE_AFTER_IDLE {
+                if meta.idle_for > VALIDATE_AFTER_IDLE || failed_recently {
                     connection.ping().await?;
                 }
                 Ok(true)
@@ -127,6 +141,31 @@ pub fn rfc3339(ms: i64) -> String {
         .ok()
         .and_then(|moment| moment.format(format).ok())
         .unwrap_or_default()
+}
+
+/// Whether a database error means the database cannot be reached, rather than
+/// that one query failed: the connection broke or was refused, or the server is
+/// shutting down or not accepting connections. These count against the
+/// database's circuit breaker and let a cache serve stale responses.
+pub fn is_connection_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database_error) => database_error.code().is_some_and(|code| {
+            // SQLSTATE class 08 is connection exceptions. 57P01-57P03 are admin or crash
+            // shutdown and "cannot connect now"; 53300 is too many connections; 55000
+            // is what Postgres reports for a database that does not allow connections.
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "53300" | "55000"
+                )
+        }),
+        _ => false,
+    }
 }
 
 /// Whether a database error is a unique-constraint violation.

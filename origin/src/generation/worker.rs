@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use velro_shared::policy;
 
 use super::GenerationProvider;
-use crate::cache::L1Cache;
+use crate::cache::Cache;
 use crate::db::{self, generations, Db};
 use crate::error::error_chain;
 
@@ -43,7 +43,7 @@ impl WorkerHandle {
 pub fn spawn_workers(
     count: usize,
     db: Db,
-    cache: L1Cache,
+    cache: Cache,
     provider: Arc<dyn GenerationProvider>,
     wake: Arc<Notify>,
 ) -> WorkerHandle {
@@ -66,7 +66,7 @@ pub fn spawn_workers(
 struct Worker {
     index: usize,
     db: Db,
-    cache: L1Cache,
+    cache: Cache,
     provider: Arc<dyn GenerationProvider>,
     wake: Arc<Notify>,
     stopped: watch::Receiver<bool>,
@@ -101,10 +101,12 @@ impl Worker {
         let Some(generation) = generations::claim_next_queued(&self.db, db::now_ms()).await? else {
             return Ok(false);
         };
-        self.cache.invalidate(&policy::generation_changed(
-            &generation.user_id,
-            &generation.id,
-        ));
+        self.cache
+            .invalidate(&policy::generation_changed(
+                &generation.user_id,
+                &generation.id,
+            ))
+            .await;
 
         let outcome = if self.provider.supports(&generation.model) {
             let mut stopped = self.stopped.clone();
@@ -114,7 +116,7 @@ impl Worker {
                 // generation goes back to the queue for the next process instead.
                 () = async { drop(stopped.wait_for(|stop| *stop).await) } => {
                     generations::requeue(&self.db, &generation.id, db::now_ms()).await?;
-                    self.cache.invalidate(&policy::generation_changed(&generation.user_id, &generation.id));
+                    self.cache.invalidate(&policy::generation_changed(&generation.user_id, &generation.id)).await;
                     tracing::info!(generation_id = %generation.id, "shutdown interrupted a generation; requeued it");
                     return Ok(false);
                 }
@@ -137,10 +139,12 @@ impl Worker {
                 generations::fail(&self.db, &generation.id, reason, db::now_ms()).await?
             }
         };
-        self.cache.invalidate(&policy::generation_changed(
-            &generation.user_id,
-            &generation.id,
-        ));
+        self.cache
+            .invalidate(&policy::generation_changed(
+                &generation.user_id,
+                &generation.id,
+            ))
+            .await;
         match (&outcome, stored) {
             (_, false) => {
                 tracing::debug!(generation_id = %generation.id, "generation deleted while running; result dropped")
@@ -162,7 +166,8 @@ impl Worker {
             Ok(requeued) => {
                 for (generation_id, user_id) in &requeued {
                     self.cache
-                        .invalidate(&policy::generation_changed(user_id, generation_id));
+                        .invalidate(&policy::generation_changed(user_id, generation_id))
+                        .await;
                 }
                 if !requeued.is_empty() {
                     tracing::info!(

@@ -102,8 +102,20 @@ async fn list_generations(
         after,
         limit,
     };
-    reads::respond(&state, &read, Some(&user.id), || async {
-        let mut rows = generations::list(&state.db, &user.id, &query).await?;
+    serve_list(&state, &read, &user.id, &query).await
+}
+
+/// Serves one page of a user's generations through the cache; warm-up calls it
+/// with the first page to pre-load the lists of recently active users.
+pub async fn serve_list(
+    state: &AppState,
+    read: &ReadRequest,
+    user_id: &str,
+    query: &ListQuery<'_>,
+) -> Result<Response, AppError> {
+    let limit = query.limit;
+    reads::respond(state, read, Some(user_id), || async {
+        let mut rows = generations::list(&state.db, user_id, query).await?;
         let has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next_cursor = if has_more {
@@ -180,7 +192,8 @@ async fn create_generation(
 
     state
         .cache
-        .invalidate(&policy::invalidations("POST", "/generations", &user.id));
+        .invalidate(&policy::invalidations("POST", "/generations", &user.id))
+        .await;
     state.generation_queued.notify_one();
     Ok(accepted(&row, false))
 }
@@ -218,11 +231,14 @@ async fn delete_generation(
     if !generations::delete(&state.db, &user.id, &id).await? {
         return Err(AppError::not_found("generation"));
     }
-    state.cache.invalidate(&policy::invalidations(
-        "DELETE",
-        &format!("/generations/{id}"),
-        &user.id,
-    ));
+    state
+        .cache
+        .invalidate(&policy::invalidations(
+            "DELETE",
+            &format!("/generations/{id}"),
+            &user.id,
+        ))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

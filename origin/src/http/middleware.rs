@@ -1,5 +1,5 @@
 //! The middleware every request passes through: request id, readiness gate,
-//! error envelope, timing and default caching headers.
+//! database circuit breaker, error envelope, timing and default caching headers.
 
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use velro_shared::error::ErrorCode;
 use velro_shared::policy;
 
 use crate::app::AppState;
-use crate::error::{error_response, ErrorInfo};
+use crate::error::{error_response, DatabaseFailure, ErrorInfo};
 
 /// Header carrying the request id, kept from the client or generated here.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -47,9 +47,19 @@ pub async fn request_context(
             message: "the server is warming up; retry shortly".to_string(),
             cause: None,
         })
+    } else if needs_closed_database(&state, &method, &path) {
+        // Reads go on: the cache may still answer them from a stale entry.
+        error_response(ErrorInfo {
+            code: ErrorCode::ServiceUnavailable,
+            message: "the database is unavailable; retry shortly".to_string(),
+            cause: None,
+        })
     } else {
         next.run(request).await
     };
+    if response.extensions().get::<DatabaseFailure>().is_some() {
+        state.db_breaker.record_failure();
+    }
 
     if let Some(info) = response.extensions_mut().remove::<ErrorInfo>() {
         render_error(&mut response, &info, &request_id, &method, &path);
@@ -80,6 +90,12 @@ pub async fn request_context(
 /// so no client request pays for a cold pool or an empty cache.
 fn is_gated(state: &AppState, method: &Method, path: &str) -> bool {
     !state.readiness.is_ready() && method != Method::OPTIONS && !path.starts_with("/health")
+}
+
+/// A write while the database breaker is open is rejected before it queues for a connection.
+fn needs_closed_database(state: &AppState, method: &Method, path: &str) -> bool {
+    let is_read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    !is_read && !path.starts_with("/health") && !state.db_breaker.allows()
 }
 
 fn incoming_request_id(request: &Request) -> Option<String> {

@@ -2,7 +2,7 @@
 //! under the middleware every request passes through.
 
 mod auth;
-mod generations;
+pub mod generations;
 mod health;
 mod json;
 mod middleware;
@@ -10,7 +10,7 @@ pub mod models;
 mod path_id;
 mod projects;
 pub mod reads;
-mod users;
+pub mod users;
 mod validate;
 
 use axum::extract::DefaultBodyLimit;

@@ -62,7 +62,8 @@ async fn create_project(
     let row = projects::insert(&state.db, &user.id, &id, &name, &description, db::now_ms()).await?;
     state
         .cache
-        .invalidate(&policy::invalidations("POST", "/projects", &user.id));
+        .invalidate(&policy::invalidations("POST", "/projects", &user.id))
+        .await;
     let location = format!("/projects/{}", row.id);
     Ok((
         StatusCode::CREATED,
@@ -120,11 +121,14 @@ async fn update_project(
     )
     .await?
     .ok_or_else(|| AppError::not_found("project"))?;
-    state.cache.invalidate(&policy::invalidations(
-        "PATCH",
-        &format!("/projects/{id}"),
-        &user.id,
-    ));
+    state
+        .cache
+        .invalidate(&policy::invalidations(
+            "PATCH",
+            &format!("/projects/{id}"),
+            &user.id,
+        ))
+        .await;
     Ok(Json(row.to_api()))
 }
 
@@ -137,10 +141,13 @@ async fn delete_project(
     if !projects::delete(&state.db, &user.id, &id).await? {
         return Err(AppError::not_found("project"));
     }
-    state.cache.invalidate(&policy::invalidations(
-        "DELETE",
-        &format!("/projects/{id}"),
-        &user.id,
-    ));
+    state
+        .cache
+        .invalidate(&policy::invalidations(
+            "DELETE",
+            &format!("/projects/{id}"),
+            &user.id,
+        ))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,9 +1,11 @@
 //! Cacheable reads: L1 lookup, entity tags, conditional requests and caching headers.
 //!
 //! A handler for a cacheable GET hands its loader to [`respond`]. The loader
-//! runs only on an L1 miss; its rendered body is stored with a weak entity tag
-//! and the policy that `velro-shared` gives the route, so the origin and the
-//! edge send the same `Cache-Control` for the same response.
+//! runs only when neither cache level has the entry fresh; its rendered body is
+//! stored with a weak entity tag and the policy that `velro-shared` gives the
+//! route, so the origin and the edge send the same `Cache-Control` for the same
+//! response. While the database breaker is open the loader is not called at all,
+//! and a stale entry inside its stale-if-error window answers instead.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,10 +18,12 @@ use serde::Serialize;
 use velro_shared::policy::{self, CachePolicy, KeyError, Scope};
 
 use crate::app::AppState;
-use crate::cache::{CachedBody, Lookup};
+use crate::cache::{now_ms, CachedBody, Lookup};
 use crate::error::AppError;
 
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+/// RFC 7234's `Warning` (obsoleted by RFC 9111, still read by some clients and proxies).
+static WARNING: HeaderName = HeaderName::from_static("warning");
 
 /// The parts of a GET request that decide its cache entry and conditional response.
 #[derive(Debug, Clone)]
@@ -121,7 +125,20 @@ where
     let (entry, lookup) = state
         .cache
         .get_or_load(&key, &tags, || async move {
-            let (value, policy) = load(matched.policy).await?;
+            if !state.db_breaker.allows() {
+                return Err(AppError::database_circuit_open());
+            }
+            let (value, policy) = match load(matched.policy).await {
+                Ok(loaded) => loaded,
+                Err(AppError::DatabaseUnavailable(error)) => {
+                    // Counted here, because a stale entry may answer and hide the error from the middleware.
+                    state.db_breaker.record_failure();
+                    return Err(AppError::Unavailable {
+                        reason: format!("loading {} failed: {error}", read.path),
+                    });
+                }
+                Err(error) => return Err(error),
+            };
             let body = serde_json::to_vec(&value)
                 .map_err(|error| anyhow::anyhow!("serialising a response failed: {error}"))?;
             Ok(CachedBody::new(body, policy))
@@ -163,11 +180,23 @@ fn cached_response(
         // The body depends on the caller, so any cache in between must key on the token too.
         headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
     }
+    // Cache-Status parameters as in RFC 9211.
     let status = match lookup {
-        Lookup::Hit => "velro-origin; hit",
+        Lookup::L1Hit => "velro-origin; hit",
+        Lookup::L2Hit => "velro-origin; hit; detail=l2",
         Lookup::Miss => "velro-origin; fwd=miss; stored",
+        Lookup::StaleOnError => "velro-origin; fwd=stale; fwd-status=503; detail=stale-if-error",
     };
     headers.insert(CACHE_STATUS.clone(), HeaderValue::from_static(status));
+    if lookup == Lookup::StaleOnError {
+        headers.insert(
+            WARNING.clone(),
+            HeaderValue::from_static("111 velro-origin \"Revalidation Failed\""),
+        );
+    }
+    if lookup != Lookup::Miss {
+        headers.insert(header::AGE, HeaderValue::from(entry.age_seconds(now_ms())));
+    }
     response
 }
 

@@ -25,9 +25,17 @@ async fn get_profile(
     user: AuthUser,
     read: ReadRequest,
 ) -> Result<Response, AppError> {
-    let read = read.without_query();
-    reads::respond(&state, &read, Some(&user.id), || async {
-        let row = users::find_by_id(&state.db, &user.id)
+    serve_profile(&state, &read.without_query(), &user.id).await
+}
+
+/// Serves a user's profile through the cache; warm-up calls it to pre-load recently active users.
+pub async fn serve_profile(
+    state: &AppState,
+    read: &ReadRequest,
+    user_id: &str,
+) -> Result<Response, AppError> {
+    reads::respond(state, read, Some(user_id), || async {
+        let row = users::find_by_id(&state.db, user_id)
             .await?
             .ok_or_else(|| AppError::not_found("user"))?;
         Ok(row.to_api())
@@ -52,6 +60,7 @@ async fn update_profile(
         .ok_or_else(|| AppError::not_found("user"))?;
     state
         .cache
-        .invalidate(&policy::invalidations("PATCH", "/users/profile", &user.id));
+        .invalidate(&policy::invalidations("PATCH", "/users/profile", &user.id))
+        .await;
     Ok(Json(row.to_api()))
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use velro_shared::routing::Region;
 
+pub mod variables;
+
 /// Deployment environment; production tightens the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -108,6 +110,41 @@ pub struct Config {
     pub l1_cache_max_bytes: u64,
     /// Database connection pool sizing and timeouts.
     pub pool: PoolSettings,
+    /// The Redis L2 cache and invalidation channel; `None` when `REDIS_URL` is unset.
+    pub redis: Option<RedisSettings>,
+    /// Circuit breaker around the database.
+    pub db_breaker: BreakerSettings,
+    /// Circuit breaker around Redis.
+    pub redis_breaker: BreakerSettings,
+    /// Number of most recently active users whose profile and first generation page warm-up pre-loads.
+    pub hot_set_size: u32,
+}
+
+/// Connection settings of the Redis L2 cache.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://` or `rediss://` URL; it may carry a password.
+    pub url: Secret,
+    /// Connections in the command pool (`REDIS_POOL_SIZE`); pub/sub uses one more.
+    pub pool_size: usize,
+    /// Namespace of every key and of the invalidation channel, so deployments can share one Redis.
+    pub key_prefix: String,
+    /// Bound on one Redis command; a slower command counts as a failure and the read goes on without L2.
+    pub timeout: Duration,
+}
+
+/// When a circuit breaker opens, and how long it stays open before a probe tries again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Failures within [`BreakerSettings::FAILURE_WINDOW`] that open the breaker.
+    pub failures: u32,
+    /// Time the breaker stays open before a probe checks the dependency.
+    pub reset_after: Duration,
+}
+
+impl BreakerSettings {
+    /// Failures older than this are forgotten, so rare errors spread over hours never open a breaker.
+    pub const FAILURE_WINDOW: Duration = Duration::from_secs(10);
 }
 
 /// Connection pool settings, named as Railway operators know them from SQLAlchemy's pool.
@@ -252,6 +289,12 @@ impl Config {
                 timeout: parse_or(env, "DB_POOL_TIMEOUT", Duration::from_secs(30), "a whole number of seconds from 1", parse_seconds)?,
                 recycle: parse_or(env, "DB_POOL_RECYCLE", Duration::from_secs(3600), "a whole number of seconds from 1", parse_seconds)?,
             },
+            redis: redis_settings(env)?,
+            db_breaker: breaker_settings(env, "DB_BREAKER_FAILURES", 5, "DB_BREAKER_RESET_MS", 2000)?,
+            redis_breaker: breaker_settings(env, "REDIS_BREAKER_FAILURES", 3, "REDIS_BREAKER_RESET_MS", 1000)?,
+            hot_set_size: parse_or(env, "HOT_SET_SIZE", 100, "a whole number from 0 to 10000", |v| {
+                v.parse().ok().filter(|n| *n <= 10_000)
+            })?,
         })
     }
 
@@ -277,6 +320,75 @@ fn parse_or<T>(
             expected,
         }),
     }
+}
+
+fn redis_settings(env: &impl EnvSource) -> Result<Option<RedisSettings>, ConfigError> {
+    let Some(url) = env.get("REDIS_URL") else {
+        return Ok(None);
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(ConfigError {
+            name: "REDIS_URL",
+            // The URL may carry a password, so only its scheme is echoed.
+            value: url.split(':').next().unwrap_or_default().to_string() + ":...",
+            expected: "redis://HOST:PORT or rediss://HOST:PORT, optionally with a user, password and database number",
+        });
+    }
+    Ok(Some(RedisSettings {
+        url: Secret::new(url),
+        pool_size: parse_or(
+            env,
+            "REDIS_POOL_SIZE",
+            20,
+            "a whole number from 1 to 500",
+            |v| v.parse().ok().filter(|n| (1..=500).contains(n)),
+        )?,
+        key_prefix: parse_or(
+            env,
+            "REDIS_KEY_PREFIX",
+            "velro".to_string(),
+            "1 to 64 letters, digits, '-', '_', '.' or ':'",
+            |v| {
+                let valid = !v.is_empty()
+                    && v.len() <= 64
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+                valid.then(|| v.to_string())
+            },
+        )?,
+        timeout: parse_or(
+            env,
+            "REDIS_TIMEOUT_MS",
+            Duration::from_millis(50),
+            "a whole number of milliseconds from 1",
+            |v| parse_millis(v).filter(|timeout| !timeout.is_zero()),
+        )?,
+    }))
+}
+
+fn breaker_settings(
+    env: &impl EnvSource,
+    failures_name: &'static str,
+    failures_default: u32,
+    reset_name: &'static str,
+    reset_default_ms: u64,
+) -> Result<BreakerSettings, ConfigError> {
+    Ok(BreakerSettings {
+        failures: parse_or(
+            env,
+            failures_name,
+            failures_default,
+            "a whole number from 1 to 1000",
+            |v| v.parse().ok().filter(|n| (1..=1000).contains(n)),
+        )?,
+        reset_after: parse_or(
+            env,
+            reset_name,
+            Duration::from_millis(reset_default_ms),
+            "a whole number of milliseconds from 1",
+            |v| parse_millis(v).filter(|reset| !reset.is_zero()),
+        )?,
+    })
 }
 
 fn parse_seconds(value: &str) -> Option<Duration> {
@@ -335,117 +447,4 @@ fn is_origin(value: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_fit_a_laptop() {
-        let config = Config::from_source(&[]).unwrap();
-        assert_eq!(config.port, 8000);
-        assert_eq!(config.host.to_string(), "127.0.0.1");
-        assert_eq!(config.database_url, "sqlite://./data/velro.db?mode=rwc");
-        assert_eq!(config.environment, Environment::Development);
-        assert!(config.jwt_secret.is_none());
-        assert_eq!(config.pool.size, 20);
-        assert_eq!(config.pool.max_connections(), 50);
-        assert_eq!(config.pool.timeout, Duration::from_secs(30));
-        assert_eq!(config.pool.recycle, Duration::from_secs(3600));
-    }
-
-    #[test]
-    fn pool_settings_from_environment() {
-        let config = Config::from_source(&[
-            ("DB_POOL_SIZE", "5"),
-            ("DB_MAX_OVERFLOW", "0"),
-            ("DB_POOL_TIMEOUT", "2"),
-            ("DB_POOL_RECYCLE", "60"),
-        ])
-        .unwrap();
-        assert_eq!(
-            config.pool,
-            PoolSettings {
-                size: 5,
-                max_overflow: 0,
-                timeout: Duration::from_secs(2),
-                recycle: Duration::from_secs(60)
-            }
-        );
-        let error = Config::from_source(&[("DB_POOL_TIMEOUT", "0")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.starts_with("invalid DB_POOL_TIMEOUT=\"0\""),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn invalid_port_names_variable() {
-        let error = Config::from_source(&[("PORT", "eighty")])
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            error,
-            "invalid PORT=\"eighty\": expected a TCP port number from 0 to 65535"
-        );
-    }
-
-    #[test]
-    fn production_requires_jwt_secret() {
-        let error = Config::from_source(&[("ENVIRONMENT", "production")])
-            .unwrap_err()
-            .to_string();
-        assert!(error.starts_with("invalid JWT_SECRET="), "{error}");
-    }
-
-    #[test]
-    fn short_jwt_secret_is_rejected_without_echo() {
-        let error = Config::from_source(&[("JWT_SECRET", "hunter2")])
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("at least 32 bytes"), "{error}");
-        assert!(!error.contains("hunter2"), "{error}");
-    }
-
-    #[test]
-    fn wildcard_origin_cannot_mix_with_a_list() {
-        let error = Config::from_source(&[("ALLOWED_ORIGINS", "*,https://app.velro.ai")]);
-        assert!(error.is_err());
-        let config = Config::from_source(&[("ALLOWED_ORIGINS", "*")]).unwrap();
-        assert_eq!(config.allowed_origins, AllowedOrigins::Any);
-    }
-
-    #[test]
-    fn origin_list_is_parsed() {
-        let config = Config::from_source(&[(
-            "ALLOWED_ORIGINS",
-            "https://app.velro.ai, http://localhost:3000/",
-        )])
-        .unwrap();
-        assert_eq!(
-            config.allowed_origins,
-            AllowedOrigins::List(vec![
-                "https://app.velro.ai".into(),
-                "http://localhost:3000".into()
-            ])
-        );
-        assert!(Config::from_source(&[("ALLOWED_ORIGINS", "https://app.velro.ai/path")]).is_err());
-    }
-
-    #[test]
-    fn database_url_error_hides_credentials() {
-        let error = Config::from_source(&[("DATABASE_URL", "mysql://root:pw@db/velro")])
-            .unwrap_err()
-            .to_string();
-        assert!(!error.contains("pw@"), "{error}");
-        assert!(error.contains("DATABASE_URL"), "{error}");
-    }
-
-    #[test]
-    fn secret_debug_is_redacted() {
-        assert_eq!(
-            format!("{:?}", Secret::new("s3cr3t".into())),
-            "Secret(<redacted>)"
-        );
-    }
-}
+mod tests;

@@ -3,7 +3,12 @@
 //! The listener is already accepting while warm-up runs, so `/health` responds at
 //! once. `/health/ready` and the API routes return 503 until every step has
 //! succeeded. A failed step is retried after a pause rather than ending
-//! the process, so a database that comes up late only delays readiness.
+//! the process, so a database that comes up late only delays readiness. The
+//! Redis steps are the exception: without Redis the server still works from L1
+//! and the database, so their failure is reported as `degraded` and does not
+//! hold readiness back.
+
+mod steps;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,16 +16,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use velro_shared::api::{Readiness as ReadinessBody, StepOutcome, WarmupStep};
-use velro_shared::token;
 
 use crate::app::AppState;
-use crate::db::{self, generations, projects, users};
+use crate::db;
 use crate::error::error_chain;
-use crate::http::models;
-use crate::http::reads::ReadRequest;
-
-/// Concurrent batches of hot queries run at warm-up.
-const PREPARE_BATCHES: u32 = 4;
 /// Pause before a failed warm-up is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
@@ -40,6 +39,7 @@ impl Readiness {
                 ready: false,
                 steps: Vec::new(),
                 total_ms: None,
+                reason: None,
             }),
         }
     }
@@ -79,12 +79,15 @@ pub async fn run(state: AppState, process_started: Instant) {
         let started = Instant::now();
         let steps = run_steps(&state).await;
         let total_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let succeeded = steps.iter().all(|step| step.outcome == StepOutcome::Ok);
+        let succeeded = steps
+            .iter()
+            .all(|step| matches!(step.outcome, StepOutcome::Ok | StepOutcome::Degraded));
         if !succeeded {
             state.readiness.publish(ReadinessBody {
                 ready: false,
                 steps,
                 total_ms: Some(total_ms),
+                reason: None,
             });
             tracing::warn!(
                 retry_in_s = RETRY_AFTER.as_secs(),
@@ -98,6 +101,7 @@ pub async fn run(state: AppState, process_started: Instant) {
                 ready: false,
                 steps: steps.clone(),
                 total_ms: Some(total_ms),
+                reason: None,
             });
             tokio::time::sleep(state.config.warmup_hold).await;
         }
@@ -105,6 +109,7 @@ pub async fn run(state: AppState, process_started: Instant) {
             ready: true,
             steps,
             total_ms: Some(total_ms),
+            reason: None,
         });
         tracing::info!(
             warmup_ms = total_ms,
@@ -121,25 +126,50 @@ async fn run_steps(state: &AppState) -> Vec<WarmupStep> {
     if migrations.outcome != StepOutcome::Ok {
         return vec![migrations];
     }
-    let (pool, key, hasher, catalogue) = tokio::join!(
-        step("database_pool", open_pool_and_prepare(state)),
-        step("jwt_key", check_token_key(state)),
-        step("password_hasher", async {
-            state
-                .passwords
-                .dummy_hash()
-                .await
-                .map(drop)
-                .map_err(anyhow::Error::from)
-        }),
-        step("model_catalogue", async {
-            models::serve_catalogue(state, &ReadRequest::get("/models"))
-                .await
-                .map(drop)
-                .map_err(anyhow::Error::from)
-        }),
+    let mut steps = vec![migrations];
+    let (pool, key, hasher, redis) = tokio::join!(
+        step("database_pool", steps::open_pool_and_prepare(state)),
+        step("jwt_key", steps::check_token_key(state)),
+        step("password_hasher", steps::check_password_hasher(state)),
+        optional_step(
+            "redis",
+            state.cache.l2().is_some(),
+            steps::ping_redis(state)
+        ),
     );
-    vec![migrations, pool, key, hasher, catalogue]
+    steps.extend([pool, key, hasher]);
+    steps.extend(redis);
+    // Subscribed before the hot set loads, so no invalidation published meanwhile is missed.
+    steps.extend(
+        optional_step(
+            "invalidation_subscription",
+            state.cache.l2().is_some(),
+            steps::subscribe_to_invalidations(state),
+        )
+        .await,
+    );
+    let (catalogue, hot_set) = tokio::join!(
+        step("model_catalogue", steps::load_model_catalogue(state)),
+        step("hot_set", steps::load_hot_set(state)),
+    );
+    steps.extend([catalogue, hot_set]);
+    steps
+}
+
+/// Runs a step that only applies when `applies`; a failure is reported as `degraded`.
+async fn optional_step(
+    name: &str,
+    applies: bool,
+    work: impl Future<Output = anyhow::Result<()>>,
+) -> Option<WarmupStep> {
+    if !applies {
+        return None;
+    }
+    let mut report = step(name, work).await;
+    if report.outcome == StepOutcome::Failed {
+        report.outcome = StepOutcome::Degraded;
+    }
+    Some(report)
 }
 
 /// Runs one named step, timing and logging it.
@@ -168,59 +198,4 @@ async fn step(name: &str, work: impl Future<Output = anyhow::Result<()>>) -> War
             }
         }
     }
-}
-
-/// Opens the pool to `DB_POOL_SIZE` connections, then runs each hot query in a few
-/// concurrent batches, so statements land in sqlx's per-connection statement
-/// caches before the first request needs them.
-async fn open_pool_and_prepare(state: &AppState) -> anyhow::Result<()> {
-    let connections = state.config.pool.size;
-    // Acquired together, so the pool opens all of them at once and warm-up pays
-    // for about one connect round trip rather than one per connection.
-    let held = futures::future::join_all((0..connections).map(|_| state.db.acquire())).await;
-    for connection in held {
-        connection?;
-    }
-
-    // NOTE: a batch runs on whichever connection is free, so the statements are
-    // prepared on a few connections and the rest prepare theirs on first use.
-    // One batch per connection would make the pool open extra connections instead.
-    let batches = (0..connections.min(PREPARE_BATCHES)).map(|_| prepare_hot_queries(state));
-    for outcome in futures::future::join_all(batches).await {
-        outcome?;
-    }
-    Ok(())
-}
-
-async fn prepare_hot_queries(state: &AppState) -> anyhow::Result<()> {
-    // An id no row has: the queries run and prepare, and return nothing.
-    let probe = "00000000-0000-0000-0000-000000000000";
-    sqlx::query("SELECT 1").execute(&state.db).await?;
-    users::find_by_id(&state.db, probe).await?;
-    users::find_by_email(&state.db, probe).await?;
-    generations::find(&state.db, probe, probe).await?;
-    generations::list(
-        &state.db,
-        probe,
-        &generations::ListQuery {
-            limit: 1,
-            ..Default::default()
-        },
-    )
-    .await?;
-    projects::list(&state.db, probe).await?;
-    Ok(())
-}
-
-/// Signs and verifies a probe token, so a broken key fails here and not on the first login.
-async fn check_token_key(state: &AppState) -> anyhow::Result<()> {
-    let now = crate::app::unix_now();
-    let probe = state.tokens.access_token("warm-up", now);
-    let claims = token::verify(state.tokens.key(), &probe, now)
-        .map_err(|error| anyhow::anyhow!("the JWT key cannot verify its own token: {error}"))?;
-    anyhow::ensure!(
-        claims.sub == "warm-up",
-        "the JWT key returned different claims"
-    );
-    Ok(())
 }

@@ -1,0 +1,252 @@
+//! The read cache: L1 in process, then L2 in Redis when `REDIS_URL` is set, then the database.
+//!
+//! A lookup serves a fresh L1 entry at once. Otherwise it takes the key's lock in
+//! L1, so concurrent misses on one key wait for one load instead of each making a
+//! query, and tries L2, then the loader, filling L1 and L2 on the way back. When
+//! the loader fails because the database is unavailable, the newest entry still
+//! inside its stale-if-error window is served instead, from either level.
+//!
+//! A write invalidates by tags: in this process's L1 at once, and through Redis in
+//! L2 and, by pub/sub, in every other instance's L1.
+
+mod entry;
+mod l1;
+mod l2;
+mod subscriber;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use moka::ops::compute::Op;
+use velro_shared::policy::{CacheKey, Invalidation};
+
+pub use entry::{now_ms, CachedBody};
+pub use l2::L2Store;
+pub use subscriber::Subscription;
+
+use crate::error::AppError;
+use l1::L1Store;
+
+/// Where a lookup's response came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// A fresh entry in this process.
+    L1Hit,
+    /// A fresh entry in Redis.
+    L2Hit,
+    /// Loaded from the database now.
+    Miss,
+    /// A stale entry, served because the database was unavailable.
+    StaleOnError,
+}
+
+/// Hit and miss counts per level since start.
+#[derive(Debug, Default)]
+struct Counters {
+    l1_hits: AtomicU64,
+    l1_misses: AtomicU64,
+    l2_hits: AtomicU64,
+    l2_misses: AtomicU64,
+}
+
+/// A snapshot of the counters, for `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub l1_hits: u64,
+    pub l1_misses: u64,
+    pub l2_hits: u64,
+    pub l2_misses: u64,
+}
+
+/// The two cache levels; cheap to clone.
+#[derive(Clone)]
+pub struct Cache {
+    l1: L1Store,
+    l2: Option<Arc<L2Store>>,
+    counters: Arc<Counters>,
+}
+
+impl Cache {
+    /// A cache with an L1 of `l1_max_bytes` and, when given, the Redis L2.
+    pub fn new(l1_max_bytes: u64, l2: Option<Arc<L2Store>>) -> Self {
+        Self {
+            l1: L1Store::new(l1_max_bytes),
+            l2,
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// The Redis level, when configured.
+    pub fn l2(&self) -> Option<&Arc<L2Store>> {
+        self.l2.as_ref()
+    }
+
+    /// Starts the invalidation subscriber, when Redis is configured.
+    pub fn subscribe(&self) -> Option<(Arc<Subscription>, tokio::task::JoinHandle<()>)> {
+        let l2 = self.l2.as_ref()?;
+        Some(subscriber::spawn(Arc::clone(l2), self.l1.clone()))
+    }
+
+    /// Returns the entry for `key`, loading it with `load` when no level has it fresh.
+    ///
+    /// Only [`AppError::is_unavailable`] failures fall back to a stale entry; any
+    /// other error, such as a 404, is returned and nothing is cached.
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        key: &CacheKey,
+        tags: &[String],
+        load: F,
+    ) -> Result<(Arc<CachedBody>, Lookup), AppError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<CachedBody, AppError>>,
+    {
+        let l1_key = self.l1.versioned_key(key, tags);
+        if let Some(entry) = self.l1.entries.get(&l1_key).await {
+            if entry.is_fresh(now_ms()) {
+                self.count(Lookup::L1Hit);
+                return Ok((entry, Lookup::L1Hit));
+            }
+        }
+
+        let mut lookup = Lookup::Miss;
+        let mut failure = None;
+        let outcome = self
+            .l1
+            .entries
+            .entry_by_ref(&l1_key)
+            .and_compute_with(|current| {
+                self.refresh(
+                    key,
+                    tags,
+                    current.map(|entry| entry.into_value()),
+                    load,
+                    &mut lookup,
+                    &mut failure,
+                )
+            })
+            .await;
+        if let Some(error) = failure {
+            self.count(Lookup::Miss);
+            return Err(error);
+        }
+        let entry = outcome
+            .into_entry()
+            .map(|entry| entry.into_value())
+            .ok_or_else(|| {
+                AppError::Internal(anyhow::anyhow!(
+                    "the cache kept no entry for {}",
+                    key.as_str()
+                ))
+            })?;
+        self.count(lookup);
+        Ok((entry, lookup))
+    }
+
+    /// The body of the per-key compute: runs while holding the key's lock in L1.
+    async fn refresh<F, Fut>(
+        &self,
+        key: &CacheKey,
+        tags: &[String],
+        current: Option<Arc<CachedBody>>,
+        load: F,
+        lookup: &mut Lookup,
+        failure: &mut Option<AppError>,
+    ) -> Op<Arc<CachedBody>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<CachedBody, AppError>>,
+    {
+        let now = now_ms();
+        // Another request refreshed the entry while this one waited for the lock.
+        if current.as_ref().is_some_and(|entry| entry.is_fresh(now)) {
+            *lookup = Lookup::L1Hit;
+            return Op::Nop;
+        }
+
+        let found = match &self.l2 {
+            Some(l2) => l2.lookup(key, tags).await,
+            None => None,
+        };
+        let mut stale_l2 = None;
+        if let Some(entry) = found.as_ref().and_then(|found| found.entry.as_ref()) {
+            if entry.is_fresh(now) {
+                *lookup = Lookup::L2Hit;
+                return Op::Put(Arc::new(entry.clone()));
+            }
+            stale_l2 = Some(Arc::new(entry.clone()));
+        }
+
+        match load().await {
+            Ok(loaded) => {
+                let loaded = Arc::new(loaded);
+                if let (Some(l2), Some(found)) = (&self.l2, found) {
+                    // Stored in the background: the response need not wait for Redis.
+                    let (l2, key, entry) = (Arc::clone(l2), key.clone(), Arc::clone(&loaded));
+                    tokio::spawn(async move { l2.store(&key, &entry, &found.versions).await });
+                }
+                *lookup = Lookup::Miss;
+                Op::Put(loaded)
+            }
+            Err(error) if error.is_unavailable() => {
+                let in_l1 = current.filter(|entry| entry.is_usable_on_error(now));
+                let in_l2 = stale_l2.filter(|entry| entry.is_usable_on_error(now));
+                *lookup = Lookup::StaleOnError;
+                match (in_l1, in_l2) {
+                    (Some(l1), Some(l2)) if l2.stored_at_ms > l1.stored_at_ms => Op::Put(l2),
+                    (Some(_), _) => Op::Nop,
+                    (None, Some(l2)) => Op::Put(l2),
+                    (None, None) => {
+                        *failure = Some(error);
+                        Op::Nop
+                    }
+                }
+            }
+            Err(error) => {
+                *failure = Some(error);
+                Op::Nop
+            }
+        }
+    }
+
+    /// Invalidates the tags of a committed write in L1, then in L2 and in the other instances.
+    pub async fn invalidate(&self, invalidation: &Invalidation) {
+        self.l1
+            .invalidate_tags(invalidation.tags.iter().map(String::as_str));
+        if let Some(l2) = &self.l2 {
+            l2.invalidate(&invalidation.tags).await;
+        }
+    }
+
+    /// Hit and miss counts per level since start.
+    pub fn stats(&self) -> CacheStats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CacheStats {
+            l1_hits: read(&self.counters.l1_hits),
+            l1_misses: read(&self.counters.l1_misses),
+            l2_hits: read(&self.counters.l2_hits),
+            l2_misses: read(&self.counters.l2_misses),
+        }
+    }
+
+    fn count(&self, lookup: Lookup) {
+        let counters = &self.counters;
+        let add = |counter: &AtomicU64| counter.fetch_add(1, Ordering::Relaxed);
+        if lookup == Lookup::L1Hit {
+            add(&counters.l1_hits);
+            return;
+        }
+        add(&counters.l1_misses);
+        if self.l2.is_some() {
+            if lookup == Lookup::L2Hit {
+                add(&counters.l2_hits);
+            } else {
+                add(&counters.l2_misses);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
