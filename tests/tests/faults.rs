@@ -469,7 +469,7 @@ async fn restarted_redis_is_used_as_l2_again() {
     let deadline = Instant::now() + BREAKER_TIMEOUT;
     loop {
         read_uncached_page(&app, &user, &mut counter, "while Redis is down").await;
-        if app.dependency_health().await.redis == "open" {
+        if app.fetch_health().await.redis == "open" {
             break;
         }
         assert!(
@@ -521,7 +521,7 @@ async fn restarted_redis_is_used_as_l2_again() {
     )
     .await;
     redis.wait_for_more_keys_than(keys).await;
-    let before = app.dependency_health().await;
+    let before = app.fetch_health().await;
     let response = get_ok(
         &app,
         "/users/profile",
@@ -529,7 +529,7 @@ async fn restarted_redis_is_used_as_l2_again() {
         "after the restart",
     )
     .await;
-    let after = app.dependency_health().await;
+    let after = app.fetch_health().await;
     let params = cache_status_params(&response);
     assert!(
         has_param(&params, "detail=l2"),
@@ -602,9 +602,9 @@ async fn paused_redis_does_not_block_requests() {
         |health| health.redis == "closed",
     )
     .await;
-    let before = app.dependency_health().await;
+    let before = app.fetch_health().await;
     read_uncached_page(&app, &user, &mut counter, "after Redis resumed").await;
-    let after = app.dependency_health().await;
+    let after = app.fetch_health().await;
     assert_eq!(
         after.l2_hits + after.l2_misses,
         before.l2_hits + before.l2_misses + 1,
@@ -625,7 +625,7 @@ async fn invalidation_resumes_after_redis_restart() {
     redis.stop();
     for app in [&first, &second] {
         let deadline = Instant::now() + BREAKER_TIMEOUT;
-        while app.dependency_health().await.redis != "open" {
+        while app.fetch_health().await.redis != "open" {
             read_uncached_page(app, &user, &mut counter, "while Redis is down").await;
             assert!(
                 Instant::now() < deadline,
@@ -737,7 +737,7 @@ async fn write_during_redis_outage_is_seen_after_recovery() {
     parse_json::<User>(update, 200).await;
     for app in [&first, &second] {
         let deadline = Instant::now() + BREAKER_TIMEOUT;
-        while app.dependency_health().await.redis != "open" {
+        while app.fetch_health().await.redis != "open" {
             read_uncached_page(app, &user, &mut counter, "while Redis is down").await;
             assert!(
                 Instant::now() < deadline,

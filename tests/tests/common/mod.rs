@@ -34,7 +34,7 @@ pub use checks::{
     assert_error, cache_control, cache_status_params, header, header_list, max_age, parse_json,
 };
 pub use requests::{unique_email, TestUser};
-pub use servers::{cut_database, restore_database, DependencyHealth, ThrowawayRedis};
+pub use servers::{cut_database, restore_database, ThrowawayRedis};
 
 /// Secret the test servers sign access tokens with: 48 bytes, above the 32-byte minimum.
 pub const JWT_SECRET: &str = "velro-integration-tests-secret-not-for-real-use!";

@@ -3,10 +3,11 @@
 //!
 //! - [`ThrowawayRedis`]: a `redis-server` child process on a free port, which a
 //!   test can kill, restart on the same port, pause and resume.
-//! - [`cut_database`] and [`restore_database`]: refuse and then allow again new
+//! - [`cut_database`] and [`restore_database`]: reject and then allow again new
 //!   connections to one test database on the shared Postgres server, ending the
 //!   open ones. Only databases that the harness created (`velro_test_*`) qualify.
-//! - [`DependencyHealth`]: the cache counters and circuit breaker states of `GET /health`.
+//! - [`TestApp::wait_for_health`]: polls the cache counters and circuit breaker
+//!   states of `GET /health`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use velro_shared::api::Health;
 
 use super::{free_port, parse_json, TestApp, TestAppBuilder, POLL_INTERVAL};
 
@@ -353,22 +354,9 @@ async fn run_sql(server_url: &str, sql: String) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// The fields of `GET /health` that report the two cache levels and the circuit breakers.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct DependencyHealth {
-    pub l1_hits: u64,
-    pub l1_misses: u64,
-    pub l2_hits: u64,
-    pub l2_misses: u64,
-    /// Breaker state of Redis: `disabled` without `REDIS_URL`, else `closed`, `open` or `half_open`.
-    pub redis: String,
-    /// Breaker state of the database: `closed`, `open` or `half_open`.
-    pub database: String,
-}
-
 impl TestApp {
-    /// Fetches `GET /health` and panics unless it returns 200 with the dependency fields.
-    pub async fn dependency_health(&self) -> DependencyHealth {
+    /// Fetches `GET /health` and panics unless it returns 200.
+    pub async fn fetch_health(&self) -> Health {
         parse_json(self.health().await, 200).await
     }
 
@@ -380,11 +368,11 @@ impl TestApp {
         &self,
         goal: &str,
         timeout: Duration,
-        accept: impl Fn(&DependencyHealth) -> bool,
-    ) -> DependencyHealth {
+        accept: impl Fn(&Health) -> bool,
+    ) -> Health {
         let deadline = Instant::now() + timeout;
         loop {
-            let health = self.dependency_health().await;
+            let health = self.fetch_health().await;
             if accept(&health) {
                 return health;
             }
