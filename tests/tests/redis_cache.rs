@@ -44,7 +44,7 @@ async fn second_instance_reads_profile_from_l2() {
         "first read on the first instance: {stored_params:?}"
     );
     let stored_profile: User = parse_json(stored, 200).await;
-    let before = second.dependency_health().await;
+    let before = second.fetch_health().await;
 
     let from_l2 = second.profile(&user.access_token).await;
 
@@ -59,7 +59,7 @@ async fn second_instance_reads_profile_from_l2() {
     );
     let profile: User = parse_json(from_l2, 200).await;
     assert_eq!(profile, stored_profile);
-    let after = second.dependency_health().await;
+    let after = second.fetch_health().await;
     assert_eq!(after.l2_hits, before.l2_hits + 1, "l2_hits: {after:?}");
 
     // The L2 hit also filled the second instance's L1.
@@ -82,13 +82,13 @@ async fn cache_levels_count_hits_and_misses() {
     let second = spawn_second_instance(&first).await;
     let user = first.signup().await;
 
-    let start = first.dependency_health().await;
+    let start = first.fetch_health().await;
     let keys = redis.key_count().await;
     first.profile(&user.access_token).await;
     redis.wait_for_more_keys_than(keys).await;
-    let after_miss = first.dependency_health().await;
+    let after_miss = first.fetch_health().await;
     first.profile(&user.access_token).await;
-    let after_hit = first.dependency_health().await;
+    let after_hit = first.fetch_health().await;
 
     assert_eq!(after_miss.l1_misses, start.l1_misses + 1, "{after_miss:?}");
     assert_eq!(after_miss.l2_misses, start.l2_misses + 1, "{after_miss:?}");
@@ -99,9 +99,9 @@ async fn cache_levels_count_hits_and_misses() {
     assert_eq!(after_hit.l2_hits, after_miss.l2_hits, "{after_hit:?}");
     assert_eq!(after_hit.l2_misses, after_miss.l2_misses, "{after_hit:?}");
 
-    let second_start = second.dependency_health().await;
+    let second_start = second.fetch_health().await;
     second.profile(&user.access_token).await;
-    let second_after = second.dependency_health().await;
+    let second_after = second.fetch_health().await;
 
     assert_eq!(
         second_after.l1_misses,
@@ -130,7 +130,7 @@ async fn health_reports_redis_disabled_without_url() {
 
     app.profile(&user.access_token).await;
     app.profile(&user.access_token).await;
-    let health = app.dependency_health().await;
+    let health = app.fetch_health().await;
 
     assert_eq!(health.redis, "disabled");
     assert_eq!(health.database, "closed");
@@ -145,7 +145,7 @@ async fn health_reports_closed_breakers_with_redis() {
     let redis = ThrowawayRedis::start().await;
     let app = spawn_with_redis(&redis).await;
 
-    let health = app.dependency_health().await;
+    let health = app.fetch_health().await;
 
     assert_eq!(health.redis, "closed");
     assert_eq!(health.database, "closed");
@@ -220,10 +220,13 @@ async fn profile_update_reaches_other_instance() {
             parse_json(writer.update_profile(&user.access_token, &body).await, 200).await;
         assert_eq!(updated.display_name, name);
 
-        let seen: User = parse_json(reader.profile(&user.access_token).await, 200).await;
+        let response = reader.profile(&user.access_token).await;
+        let params = cache_status_params(&response);
+        let seen: User = parse_json(response, 200).await;
         assert_eq!(
             seen.display_name, name,
-            "round {round}: the other instance served the profile from before the write"
+            "round {round}: the other instance served the profile from before the write \
+             (cache-status {params:?})"
         );
     }
 }
@@ -264,10 +267,16 @@ async fn new_generation_reaches_other_instance_list() {
     let generation = first
         .new_generation(&user.access_token, "a fox", None)
         .await;
-    let page: GenerationPage = second.generation_page(&user.access_token, "").await;
+    let response = second.list_generations(&user.access_token, "").await;
 
+    let params = cache_status_params(&response);
+    let page: GenerationPage = parse_json(response, 200).await;
     let ids: Vec<&str> = page.items.iter().map(|item| item.id.as_str()).collect();
-    assert_eq!(ids, [generation.id.as_str()], "the second instance's list");
+    assert_eq!(
+        ids,
+        [generation.id.as_str()],
+        "the second instance's list (cache-status {params:?})"
+    );
 }
 
 #[tokio::test]
@@ -283,7 +292,13 @@ async fn new_project_reaches_other_instance_list() {
     assert!(has_param(&params, "hit"), "before the write: {params:?}");
 
     let project = first.new_project(&user.access_token, "Shared").await;
-    let list: ProjectList = parse_json(second.list_projects(&user.access_token).await, 200).await;
+    let response = second.list_projects(&user.access_token).await;
 
-    assert_eq!(list.items, [project], "the second instance's list");
+    let params = cache_status_params(&response);
+    let list: ProjectList = parse_json(response, 200).await;
+    assert_eq!(
+        list.items,
+        [project],
+        "the second instance's list (cache-status {params:?})"
+    );
 }
