@@ -41,6 +41,9 @@ const TRAFFIC_LIMIT: Duration = Duration::from_secs(60);
 /// How long an instance may take to pick up invalidations again after Redis returns.
 const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the worker may take to finish the generations queued during a fault.
+const GENERATION_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Freshness lifetime of a cached generation list. After it, a read needs the database.
 const GENERATION_LIST_FRESHNESS: Duration = Duration::from_secs(10);
 
@@ -115,16 +118,16 @@ async fn get_ok(app: &TestApp, path: &str, token: Option<&str>, during: &str) ->
     response
 }
 
-/// Collects the ids of all of a user's generations, following `next_cursor`.
-async fn all_generation_ids(app: &TestApp, token: &str) -> HashSet<String> {
-    let mut ids = HashSet::new();
+/// Collects all of a user's generations, following `next_cursor`.
+async fn all_generations(app: &TestApp, token: &str) -> Vec<Generation> {
+    let mut generations = Vec::new();
     let mut query = "limit=100".to_owned();
     loop {
         let page: GenerationPage = app.generation_page(token, &query).await;
-        ids.extend(page.items.into_iter().map(|item| item.id));
+        generations.extend(page.items);
         match page.next_cursor {
             Some(cursor) => query = format!("limit=100&cursor={cursor}"),
-            None => return ids,
+            None => return generations,
         }
     }
 }
@@ -347,7 +350,8 @@ async fn assert_writes_present(app: &TestApp, users: &[TestUser], report: &Traff
     let mut generations = HashSet::new();
     let mut projects = HashSet::new();
     for user in users {
-        generations.extend(all_generation_ids(app, &user.access_token).await);
+        let owned = all_generations(app, &user.access_token).await;
+        generations.extend(owned.into_iter().map(|generation| generation.id));
         projects.extend(all_project_ids(app, &user.access_token).await);
     }
     let missing_generations: Vec<&String> = report
@@ -371,6 +375,55 @@ async fn assert_writes_present(app: &TestApp, users: &[TestUser], report: &Traff
         "{} of {} acknowledged projects are missing: {missing_projects:?}",
         missing_projects.len(),
         report.acknowledged_projects.len()
+    );
+}
+
+/// Waits until every generation acknowledged in `report` has finished, then asserts
+/// that each one completed, because the worker must resume after an outage.
+async fn assert_generations_complete(app: &TestApp, users: &[TestUser], report: &TrafficReport) {
+    let acknowledged: HashSet<&str> = report
+        .acknowledged_generations
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let deadline = Instant::now() + GENERATION_FINISH_TIMEOUT;
+    let finished = loop {
+        let mut generations = Vec::new();
+        for user in users {
+            generations.extend(all_generations(app, &user.access_token).await);
+        }
+        generations.retain(|generation| acknowledged.contains(generation.id.as_str()));
+        let pending: Vec<&Generation> = generations
+            .iter()
+            .filter(|generation| !generation.status.is_final())
+            .collect();
+        if pending.is_empty() {
+            break generations;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} acknowledged generations were still unfinished {GENERATION_FINISH_TIMEOUT:?} \
+             after the fault ended: {:?}",
+            pending.len(),
+            acknowledged.len(),
+            pending
+                .iter()
+                .map(|generation| (&generation.id, generation.status))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let failed: Vec<(&String, &Option<String>)> = finished
+        .iter()
+        .filter(|generation| generation.status != GenerationStatus::Completed)
+        .map(|generation| (&generation.id, &generation.error))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} acknowledged generations failed: {failed:?}",
+        failed.len(),
+        finished.len()
     );
 }
 
@@ -433,6 +486,12 @@ async fn killed_redis_leaves_reads_and_writes_working() {
     let (reports, ()) = tokio::join!(loops, faults);
     let reports: Vec<TrafficReport> = reports;
     let report = merge(reports);
+    eprintln!(
+        "{} requests; {} generations and {} projects acknowledged",
+        report.requests,
+        report.acknowledged_generations.len(),
+        report.acknowledged_projects.len()
+    );
 
     assert!(
         report.read_failures.is_empty(),
@@ -453,6 +512,7 @@ async fn killed_redis_leaves_reads_and_writes_working() {
         "the writers should have created generations"
     );
     assert_writes_present(&app, &users, &report).await;
+    assert_generations_complete(&app, &users, &report).await;
 }
 
 /// After Redis restarts, the first instance stores new entries in L2 and reads
@@ -1011,6 +1071,7 @@ async fn database_cut_serves_stale_reads_and_recovers() {
         "the writers should have seen 503s during the cut"
     );
     assert_writes_present(&app, &writers, &writers_report).await;
+    assert_generations_complete(&app, &writers, &writers_report).await;
     let after = app
         .new_generation(&writers[1].access_token, "after the cut", None)
         .await;
