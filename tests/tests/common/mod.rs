@@ -2,7 +2,9 @@
 //! free port, with a fresh SQLite database in a temporary directory of its own,
 //! and drives it over HTTP. With `VELRO_TEST_POSTGRES_URL` set (a server URL such
 //! as `postgres://postgres@127.0.0.1:5432`), each test gets a fresh database on
-//! that Postgres server instead, created and dropped with `psql`.
+//! that Postgres server instead, created and dropped with `psql`. With
+//! `VELRO_TEST_REDIS_URL` set (such as `redis://127.0.0.1:6379`), every server
+//! uses that Redis as its L2 cache, under a key prefix of its own sandbox.
 //!
 //! The binary is not a dependency of this crate, so `cargo test` does not build
 //! it. Run `cargo build -p velro-origin` first (`scripts/test` does), or point
@@ -12,6 +14,7 @@
 //! - [`Sandbox`]: the temporary directory, and one-shot commands such as `migrate`.
 //! - [`requests`]: one typed method per API request.
 //! - [`checks`]: assertions on responses, such as [`assert_error`].
+//! - [`servers`]: throwaway Redis servers and database cuts for fault tests.
 
 // Every test binary includes this module with `mod common;` and uses a different
 // subset of it, so each binary would otherwise warn about the parts it leaves out.
@@ -19,6 +22,7 @@
 
 mod checks;
 mod requests;
+mod servers;
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -30,6 +34,7 @@ pub use checks::{
     assert_error, cache_control, cache_status_params, header, header_list, max_age, parse_json,
 };
 pub use requests::{unique_email, TestUser};
+pub use servers::{cut_database, restore_database, ThrowawayRedis};
 
 /// Secret the test servers sign access tokens with: 48 bytes, above the 32-byte minimum.
 pub const JWT_SECRET: &str = "velro-integration-tests-secret-not-for-real-use!";
@@ -55,6 +60,9 @@ const INHERITED_ENV: [&str; 4] = ["PATH", "TMPDIR", "RUST_BACKTRACE", "LLVM_PROF
 
 /// Variable naming a Postgres server to run the tests against instead of SQLite.
 pub const POSTGRES_URL_ENV: &str = "VELRO_TEST_POSTGRES_URL";
+
+/// Variable naming a Redis server that every test server uses as its L2 cache.
+pub const REDIS_URL_ENV: &str = "VELRO_TEST_REDIS_URL";
 
 /// Returns the path of the `velro-origin` binary under test.
 ///
@@ -135,6 +143,11 @@ pub struct Sandbox {
     path: PathBuf,
     /// The Postgres database of this sandbox, when the tests run against Postgres.
     postgres: Option<PostgresDatabase>,
+    /// The Redis server from [`REDIS_URL_ENV`], when set.
+    redis_url: Option<String>,
+    /// `REDIS_KEY_PREFIX` of this sandbox's servers. It is unique per sandbox, so
+    /// tests sharing one Redis never read each other's keys or invalidations.
+    redis_key_prefix: String,
 }
 
 /// A database of its own on the shared Postgres server, dropped with the sandbox.
@@ -185,8 +198,8 @@ fn run_psql(server_url: &str, sql: &str) -> Result<(), String> {
 impl Sandbox {
     /// Creates an empty directory under the system temporary directory.
     pub fn new() -> Sandbox {
-        let path =
-            std::env::temp_dir().join(format!("velro-test-{}", uuid::Uuid::new_v4().simple()));
+        let id = uuid::Uuid::new_v4().simple();
+        let path = std::env::temp_dir().join(format!("velro-test-{id}"));
         std::fs::create_dir_all(&path).unwrap_or_else(|error| {
             panic!(
                 "failed to create test directory {}: {error}",
@@ -197,12 +210,44 @@ impl Sandbox {
             .ok()
             .filter(|url| !url.is_empty())
             .map(|url| PostgresDatabase::create(&url));
-        Sandbox { path, postgres }
+        let redis_url = std::env::var(REDIS_URL_ENV)
+            .ok()
+            .filter(|url| !url.is_empty());
+        Sandbox {
+            path,
+            postgres,
+            redis_url,
+            redis_key_prefix: format!("velro-test-{id}"),
+        }
     }
 
     /// Whether this sandbox's database is on Postgres rather than a SQLite file.
     pub fn is_postgres(&self) -> bool {
         self.postgres.is_some()
+    }
+
+    /// URL of the Postgres server holding this sandbox's database, without a database name.
+    pub fn postgres_server_url(&self) -> Option<&str> {
+        self.postgres
+            .as_ref()
+            .map(|database| database.server_url.as_str())
+    }
+
+    /// Name of this sandbox's Postgres database, such as `velro_test_<uuid>`.
+    pub fn postgres_database_name(&self) -> Option<&str> {
+        self.postgres
+            .as_ref()
+            .map(|database| database.name.as_str())
+    }
+
+    /// URL of the Redis server from [`REDIS_URL_ENV`], when set.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref()
+    }
+
+    /// `REDIS_KEY_PREFIX` that this sandbox's commands get, `velro-test-<uuid>`.
+    pub fn redis_key_prefix(&self) -> &str {
+        &self.redis_key_prefix
     }
 
     pub fn path(&self) -> &Path {
@@ -220,7 +265,8 @@ impl Sandbox {
 
     /// Builds a `velro-origin <args>` command that runs in this directory with the
     /// test environment: this sandbox's database, [`JWT_SECRET`], JSON logs at `info`,
-    /// `ENVIRONMENT=test`, 50 ms per generation worker stage, and a small pool.
+    /// `ENVIRONMENT=test`, 50 ms per generation worker stage, a small pool, this
+    /// sandbox's Redis key prefix, and the Redis of [`REDIS_URL_ENV`] when set.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(origin_binary());
         command.args(args).current_dir(&self.path).env_clear();
@@ -239,7 +285,11 @@ impl Sandbox {
             .env("GENERATION_STEP_MS", "50")
             // Tests run in parallel against one Postgres server, whose default limit is 100 connections.
             .env("DB_POOL_SIZE", "4")
-            .env("DB_MAX_OVERFLOW", "8");
+            .env("DB_MAX_OVERFLOW", "8")
+            .env("REDIS_KEY_PREFIX", &self.redis_key_prefix);
+        if let Some(redis_url) = &self.redis_url {
+            command.env("REDIS_URL", redis_url);
+        }
         command
     }
 
@@ -283,20 +333,105 @@ impl Drop for Sandbox {
                 self.path.display()
             );
         }
+        if let Some(redis_url) = &self.redis_url {
+            if let Err(error) = delete_redis_keys(redis_url, &self.redis_key_prefix) {
+                eprintln!(
+                    "deleting the keys under {} on {redis_url} failed: {error}",
+                    self.redis_key_prefix
+                );
+            }
+        }
     }
+}
+
+/// Deletes every key starting with `prefix` from the Redis at `redis_url`, with `redis-cli`.
+///
+/// Cache entries expire on their own, but keys without a TTL would pile up on a
+/// Redis that outlives the test run.
+fn delete_redis_keys(redis_url: &str, prefix: &str) -> Result<(), String> {
+    // The prefix is `velro-test-` and a hex uuid, so it contains no glob characters.
+    let pattern = format!("{prefix}*");
+    let scan = Command::new("redis-cli")
+        .args(["-u", redis_url, "--scan", "--pattern", &pattern])
+        .output()
+        .map_err(|error| format!("running redis-cli failed: {error}; install redis-tools"))?;
+    if !scan.status.success() {
+        return Err(String::from_utf8_lossy(&scan.stderr).trim().to_string());
+    }
+    let stdout = String::from_utf8_lossy(&scan.stdout);
+    let keys: Vec<&str> = stdout.lines().filter(|key| !key.is_empty()).collect();
+
+    for batch in keys.chunks(500) {
+        let delete = Command::new("redis-cli")
+            .args(["-u", redis_url, "DEL"])
+            .args(batch)
+            .output()
+            .map_err(|error| format!("running redis-cli failed: {error}"))?;
+        if !delete.status.success() {
+            return Err(String::from_utf8_lossy(&delete.stderr).trim().to_string());
+        }
+    }
+    Ok(())
 }
 
 /// Settings of a server that has not started yet.
 pub struct TestAppBuilder {
     sandbox: Sandbox,
     env: Vec<(String, String)>,
+    /// Starts the server without `REDIS_URL`, even when [`REDIS_URL_ENV`] is set.
+    without_redis: bool,
 }
 
 impl TestAppBuilder {
     /// Sets an extra environment variable for `velro-origin serve`, overriding the test default.
     pub fn env(mut self, name: &str, value: &str) -> Self {
+        if name == "REDIS_URL" {
+            self.without_redis = false;
+        }
         self.env.push((name.to_owned(), value.to_owned()));
         self
+    }
+
+    /// Starts the server on the database, Redis and Redis key prefix of `other`, as a
+    /// second instance of the same deployment.
+    ///
+    /// `other` must outlive the new server: dropping it removes the SQLite file or
+    /// drops the Postgres database under the new server's feet.
+    pub fn share_database_with(self, other: &TestApp) -> Self {
+        let builder = self
+            .env("DATABASE_URL", &other.database_url)
+            .env("REDIS_KEY_PREFIX", &other.redis_key_prefix);
+        match &other.redis_url {
+            Some(redis_url) => builder.env("REDIS_URL", redis_url),
+            None => builder.without_redis(),
+        }
+    }
+
+    /// Starts the server without `REDIS_URL`, so it has no L2 cache even when
+    /// [`REDIS_URL_ENV`] is set.
+    pub fn without_redis(mut self) -> Self {
+        self.without_redis = true;
+        self.env.retain(|(name, _)| name != "REDIS_URL");
+        self
+    }
+
+    /// Value of `name` that `velro-origin serve` gets: the last override, else the sandbox default.
+    fn effective_env(&self, name: &str) -> Option<String> {
+        if name == "REDIS_URL" && self.without_redis {
+            return None;
+        }
+        let sandbox_default = match name {
+            "DATABASE_URL" => Some(self.sandbox.database_url()),
+            "REDIS_URL" => self.sandbox.redis_url().map(str::to_owned),
+            "REDIS_KEY_PREFIX" => Some(self.sandbox.redis_key_prefix().to_owned()),
+            _ => None,
+        };
+        self.env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+            .or(sandbox_default)
     }
 
     /// The directory the server will run in, for preparing its database before start-up.
@@ -328,6 +463,14 @@ impl TestAppBuilder {
         let stderr =
             File::create(&stderr_path).expect("creating the server's stderr log should succeed");
 
+        let database_url = self
+            .effective_env("DATABASE_URL")
+            .expect("the sandbox always sets DATABASE_URL");
+        let redis_url = self.effective_env("REDIS_URL");
+        let redis_key_prefix = self
+            .effective_env("REDIS_KEY_PREFIX")
+            .expect("the sandbox always sets REDIS_KEY_PREFIX");
+
         let mut command = self.sandbox.command(&["serve"]);
         command
             .env("PORT", port.to_string())
@@ -339,6 +482,9 @@ impl TestAppBuilder {
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
+        if self.without_redis {
+            command.env_remove("REDIS_URL");
+        }
         let child = command
             .spawn()
             .unwrap_or_else(|error| panic!("failed to start {command:?}: {error}"));
@@ -358,6 +504,9 @@ impl TestAppBuilder {
             child,
             stdout_path,
             stderr_path,
+            database_url,
+            redis_url,
+            redis_key_prefix,
             sandbox: self.sandbox,
         }
     }
@@ -377,6 +526,12 @@ pub struct TestApp {
     child: Child,
     stdout_path: PathBuf,
     stderr_path: PathBuf,
+    /// `DATABASE_URL` of the server, which may be another app's database.
+    database_url: String,
+    /// `REDIS_URL` of the server; `None` when it runs without Redis.
+    redis_url: Option<String>,
+    /// `REDIS_KEY_PREFIX` of the server.
+    redis_key_prefix: String,
     // Declared last so the directory is removed only after the fields above are dropped.
     sandbox: Sandbox,
 }
@@ -392,11 +547,28 @@ impl TestApp {
         TestAppBuilder {
             sandbox: Sandbox::new(),
             env: Vec::new(),
+            without_redis: false,
         }
     }
 
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
+    }
+
+    /// `DATABASE_URL` the server was started with.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    /// `REDIS_URL` the server was started with; `None` when it runs without Redis.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref()
+    }
+
+    /// `REDIS_KEY_PREFIX` the server was started with; it also names the
+    /// invalidation channel `<prefix>:invalidate`.
+    pub fn redis_key_prefix(&self) -> &str {
+        &self.redis_key_prefix
     }
 
     /// Process id of the server.
