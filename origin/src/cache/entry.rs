@@ -13,6 +13,10 @@ pub struct CachedBody {
     pub policy: CachePolicy,
     /// When the body was loaded from the database, in Unix milliseconds.
     pub stored_at_ms: u64,
+    /// Versions of the read's tags in Redis when the body was loaded, or `None`
+    /// when it was loaded without Redis. An L1 hit compares them with the current
+    /// ones, because another instance's invalidation may not have arrived yet.
+    pub redis_versions: Option<Vec<u64>>,
 }
 
 impl CachedBody {
@@ -25,6 +29,7 @@ impl CachedBody {
             etag,
             policy,
             stored_at_ms: now_ms(),
+            redis_versions: None,
         }
     }
 
@@ -51,6 +56,7 @@ impl CachedBody {
     }
 
     /// Encodes the entry with the tag versions it was loaded under, for Redis.
+    /// The versions passed here win over [`CachedBody::redis_versions`].
     ///
     /// The form is five header lines and the body: a format marker, the store
     /// time, the comma-separated tag versions, the entity tag, and the policy.
@@ -78,9 +84,10 @@ impl CachedBody {
         encoded
     }
 
-    /// Decodes what [`CachedBody::encode`] wrote, returning the entry and its tag
-    /// versions, or `None` for anything else, such as a value from an older release.
-    pub fn decode(encoded: &[u8]) -> Option<(Self, Vec<u64>)> {
+    /// Decodes what [`CachedBody::encode`] wrote, with its tag versions in
+    /// [`CachedBody::redis_versions`], or returns `None` for anything else, such
+    /// as a value from an older release.
+    pub fn decode(encoded: &[u8]) -> Option<Self> {
         let mut rest = encoded;
         let mut lines = [""; 5];
         for line in &mut lines {
@@ -111,13 +118,13 @@ impl CachedBody {
             stale_if_error: number()?,
             immutable: number()? == 1,
         };
-        let entry = Self {
+        Some(Self {
             body: Bytes::copy_from_slice(rest),
             etag: etag.to_string(),
             policy,
             stored_at_ms: stored_at.parse().ok()?,
-        };
-        Some((entry, versions))
+            redis_versions: Some(versions),
+        })
     }
 }
 
@@ -173,8 +180,8 @@ mod tests {
     #[test]
     fn encoding_round_trips() {
         let entry = profile("{\"name\":\"line\\nbreak\"}\n");
-        let (decoded, versions) = CachedBody::decode(&entry.encode(&[3, 17])).unwrap();
-        assert_eq!(versions, vec![3, 17]);
+        let decoded = CachedBody::decode(&entry.encode(&[3, 17])).unwrap();
+        assert_eq!(decoded.redis_versions, Some(vec![3, 17]));
         assert_eq!(decoded.body, entry.body);
         assert_eq!(decoded.etag, entry.etag);
         assert_eq!(decoded.policy, entry.policy);

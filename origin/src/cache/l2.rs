@@ -166,9 +166,27 @@ impl L2Store {
             .collect();
         let entry = encoded
             .and_then(|bytes| CachedBody::decode(&bytes))
-            .filter(|(_, stored_versions)| *stored_versions == versions)
-            .map(|(entry, _)| entry);
+            .filter(|entry| entry.redis_versions.as_ref() == Some(&versions));
         Some(L2Lookup { entry, versions })
+    }
+
+    /// Fetches the current versions of `tags`, or `None` when Redis is unavailable.
+    pub async fn tag_versions(&self, tags: &[String]) -> Option<Vec<u64>> {
+        let keys: Vec<String> = tags.iter().map(|tag| self.tag_key(tag)).collect();
+        let values: Vec<Option<String>> = self
+            .run("MGET", |mut connection| async move {
+                redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        Some(
+            values
+                .into_iter()
+                .map(|version| version.and_then(|text| text.parse().ok()).unwrap_or(0))
+                .collect(),
+        )
     }
 
     /// Stores `entry` under `key` with the tag versions read before it was loaded.

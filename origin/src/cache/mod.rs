@@ -1,6 +1,10 @@
 //! The read cache: L1 in process, then L2 in Redis when `REDIS_URL` is set, then the database.
 //!
-//! A lookup serves a fresh L1 entry at once. Otherwise it takes the key's lock in
+//! A lookup serves a fresh L1 entry once Redis confirms that no write has touched
+//! its tags since it was loaded: a write on another instance bumps the versions
+//! in Redis before it responds, while its pub/sub message may reach this instance
+//! a moment after the client's next request. Without Redis, or while its breaker
+//! is open, a fresh L1 entry is served as it is. Otherwise the lookup takes the key's lock in
 //! L1, so concurrent misses on one key wait for one load instead of each making a
 //! query, and tries L2, then the loader, filling L1 and L2 on the way back. When
 //! the loader fails because the database is unavailable, the newest entry still
@@ -104,7 +108,7 @@ impl Cache {
     {
         let l1_key = self.l1.versioned_key(key, tags);
         if let Some(entry) = self.l1.entries.get(&l1_key).await {
-            if entry.is_fresh(now_ms()) {
+            if entry.is_fresh(now_ms()) && self.confirmed_by_redis(&entry, tags).await {
                 self.count(Lookup::L1Hit);
                 return Ok((entry, Lookup::L1Hit));
             }
@@ -144,6 +148,21 @@ impl Cache {
         Ok((entry, lookup))
     }
 
+    /// Whether Redis has the tag versions `entry` was loaded under; true without
+    /// Redis or tags, and while Redis is unavailable.
+    async fn confirmed_by_redis(&self, entry: &CachedBody, tags: &[String]) -> bool {
+        let Some(l2) = &self.l2 else {
+            return true;
+        };
+        if tags.is_empty() {
+            return true;
+        }
+        match l2.tag_versions(tags).await {
+            Some(current) => entry.redis_versions.as_ref() == Some(&current),
+            None => true,
+        }
+    }
+
     /// The body of the per-key compute: runs while holding the key's lock in L1.
     async fn refresh<F, Fut>(
         &self,
@@ -159,16 +178,23 @@ impl Cache {
         Fut: Future<Output = Result<CachedBody, AppError>>,
     {
         let now = now_ms();
-        // Another request refreshed the entry while this one waited for the lock.
-        if current.as_ref().is_some_and(|entry| entry.is_fresh(now)) {
-            *lookup = Lookup::L1Hit;
-            return Op::Nop;
-        }
-
         let found = match &self.l2 {
             Some(l2) => l2.lookup(key, tags).await,
             None => None,
         };
+        // Another request refreshed the entry while this one waited for the lock.
+        let current_is_valid = |entry: &CachedBody| match &found {
+            Some(found) => entry.redis_versions.as_ref() == Some(&found.versions),
+            None => true,
+        };
+        if current
+            .as_ref()
+            .is_some_and(|entry| entry.is_fresh(now) && current_is_valid(entry))
+        {
+            *lookup = Lookup::L1Hit;
+            return Op::Nop;
+        }
+
         let mut stale_l2 = None;
         if let Some(entry) = found.as_ref().and_then(|found| found.entry.as_ref()) {
             if entry.is_fresh(now) {
@@ -179,7 +205,8 @@ impl Cache {
         }
 
         match load().await {
-            Ok(loaded) => {
+            Ok(mut loaded) => {
+                loaded.redis_versions = found.as_ref().map(|found| found.versions.clone());
                 let loaded = Arc::new(loaded);
                 if let (Some(l2), Some(found)) = (&self.l2, found) {
                     // Stored in the background: the response need not wait for Redis.
@@ -190,7 +217,9 @@ impl Cache {
                 Op::Put(loaded)
             }
             Err(error) if error.is_unavailable() => {
-                let in_l1 = current.filter(|entry| entry.is_usable_on_error(now));
+                // An L1 entry that another instance's write made outdated is not served, even stale.
+                let in_l1 = current
+                    .filter(|entry| entry.is_usable_on_error(now) && current_is_valid(entry));
                 let in_l2 = stale_l2.filter(|entry| entry.is_usable_on_error(now));
                 *lookup = Lookup::StaleOnError;
                 match (in_l1, in_l2) {

@@ -92,7 +92,7 @@ impl Worker {
                 Ok(true) => continue,
                 Ok(false) => POLL_INTERVAL,
                 Err(error) => {
-                    tracing::warn!(worker = self.index, error = %error_chain(&error), "generation worker could not claim work; retrying");
+                    tracing::warn!(worker = self.index, error = %error_chain(&error), "generation worker hit a database error; retrying");
                     ERROR_BACKOFF
                 }
             };
@@ -133,19 +133,24 @@ impl Worker {
         } else {
             Err(format!("no provider serves model {}", generation.model))
         };
-        let stored = match &outcome {
-            Ok(artefact) => {
-                generations::complete(
-                    &self.db,
-                    &generation.id,
-                    &artefact.media_type,
-                    &artefact.content,
-                    db::now_ms(),
-                )
-                .await?
-            }
-            Err(reason) => {
-                generations::fail(&self.db, &generation.id, reason, db::now_ms()).await?
+        // The result exists only in memory, so a lost connection is retried
+        // rather than leaving the row `running` until another process requeues it.
+        let stored = loop {
+            match self.store_outcome(&generation.id, &outcome).await {
+                Ok(stored) => break stored,
+                Err(error) if db::is_connection_error(&error) && !*self.stopped.borrow() => {
+                    tracing::warn!(
+                        generation_id = %generation.id,
+                        error = %error_chain(&error),
+                        "storing a generation's result failed; retrying"
+                    );
+                    let mut stopped = self.stopped.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(ERROR_BACKOFF) => {}
+                        _ = stopped.changed() => {}
+                    }
+                }
+                Err(error) => return Err(error),
             }
         };
         self.cache
@@ -166,6 +171,27 @@ impl Worker {
             }
         }
         Ok(true)
+    }
+
+    /// Stores a finished generation's artefact or failure reason; `false` when the row was deleted meanwhile.
+    async fn store_outcome(
+        &self,
+        generation_id: &str,
+        outcome: &Result<crate::generation::Artefact, String>,
+    ) -> Result<bool, sqlx::Error> {
+        match outcome {
+            Ok(artefact) => {
+                generations::complete(
+                    &self.db,
+                    generation_id,
+                    &artefact.media_type,
+                    &artefact.content,
+                    db::now_ms(),
+                )
+                .await
+            }
+            Err(reason) => generations::fail(&self.db, generation_id, reason, db::now_ms()).await,
+        }
     }
 
     async fn requeue_abandoned(&self) {
