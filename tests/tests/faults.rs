@@ -548,7 +548,7 @@ async fn restarted_redis_is_used_as_l2_again() {
 
     // Stored in L2 by the first instance, read from there by the second.
     let stored_by_first = app.signup().await;
-    let keys = redis.key_count().await;
+    let keys = redis.entry_count().await;
     get_ok(
         &app,
         "/users/profile",
@@ -556,7 +556,7 @@ async fn restarted_redis_is_used_as_l2_again() {
         "after the restart",
     )
     .await;
-    redis.wait_for_more_keys_than(keys).await;
+    redis.wait_for_more_entries_than(keys).await;
     let response = get_ok(
         &second,
         "/users/profile",
@@ -572,7 +572,7 @@ async fn restarted_redis_is_used_as_l2_again() {
 
     // Stored in L2 by the second instance, read from there by the first.
     let stored_by_second = app.signup().await;
-    let keys = redis.key_count().await;
+    let keys = redis.entry_count().await;
     get_ok(
         &second,
         "/users/profile",
@@ -580,7 +580,7 @@ async fn restarted_redis_is_used_as_l2_again() {
         "after the restart",
     )
     .await;
-    redis.wait_for_more_keys_than(keys).await;
+    redis.wait_for_more_entries_than(keys).await;
     let before = app.fetch_health().await;
     let response = get_ok(
         &app,

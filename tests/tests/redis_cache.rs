@@ -35,9 +35,9 @@ async fn second_instance_reads_profile_from_l2() {
     let second = spawn_second_instance(&first).await;
     // The user signs up after both instances have warmed up, so neither pre-loaded the profile.
     let user = first.signup().await;
-    let keys = redis.key_count().await;
+    let keys = redis.entry_count().await;
     let stored = first.profile(&user.access_token).await;
-    redis.wait_for_more_keys_than(keys).await;
+    redis.wait_for_more_entries_than(keys).await;
     let stored_params = cache_status_params(&stored);
     assert!(
         has_param(&stored_params, "fwd=miss") && has_param(&stored_params, "stored"),
@@ -83,9 +83,9 @@ async fn cache_levels_count_hits_and_misses() {
     let user = first.signup().await;
 
     let start = first.fetch_health().await;
-    let keys = redis.key_count().await;
+    let keys = redis.entry_count().await;
     first.profile(&user.access_token).await;
-    redis.wait_for_more_keys_than(keys).await;
+    redis.wait_for_more_entries_than(keys).await;
     let after_miss = first.fetch_health().await;
     first.profile(&user.access_token).await;
     let after_hit = first.fetch_health().await;
@@ -179,9 +179,9 @@ async fn key_prefix_separates_deployments() {
         .spawn()
         .await;
     let user = first.signup().await;
-    let keys = redis.key_count().await;
+    let keys = redis.entry_count().await;
     first.profile(&user.access_token).await;
-    redis.wait_for_more_keys_than(keys).await;
+    redis.wait_for_more_entries_than(keys).await;
 
     let response = other_deployment.profile(&user.access_token).await;
 
@@ -237,9 +237,9 @@ async fn profile_update_invalidates_l2_entry() {
     let first = spawn_with_redis(&redis).await;
     let second = spawn_second_instance(&first).await;
     let user = first.signup().await;
-    let keys = redis.key_count().await;
+    let keys = redis.entry_count().await;
     first.profile(&user.access_token).await;
-    redis.wait_for_more_keys_than(keys).await;
+    redis.wait_for_more_entries_than(keys).await;
     // The profile is now in the first instance's L1 and in L2, but not in the second's L1.
 
     let body = json!({ "display_name": "Changed on the first" });
@@ -249,6 +249,29 @@ async fn profile_update_invalidates_l2_entry() {
     assert_eq!(
         seen.display_name, "Changed on the first",
         "the second instance read the L2 entry from before the write"
+    );
+}
+
+#[tokio::test]
+async fn evicted_tag_version_hides_old_entry() {
+    let redis = ThrowawayRedis::start().await;
+    let first = spawn_with_redis(&redis).await;
+    let user = first.signup().await;
+    let entries = redis.entry_count().await;
+    first.profile(&user.access_token).await;
+    redis.wait_for_more_entries_than(entries).await;
+    let body = json!({ "display_name": "Written before the eviction" });
+    parse_json::<User>(first.update_profile(&user.access_token, &body).await, 200).await;
+
+    // Redis evicts the profile's tag version; the L2 entry from before the write stays.
+    let deleted = redis.delete_keys("*:t:user:*:profile").await;
+    let second = spawn_second_instance(&first).await;
+    let seen: User = parse_json(second.profile(&user.access_token).await, 200).await;
+
+    assert_eq!(deleted, 1, "tag version keys deleted");
+    assert_eq!(
+        seen.display_name, "Written before the eviction",
+        "the second instance served the L2 entry from before the write"
     );
 }
 

@@ -2,7 +2,10 @@
 //!
 //! Keys under the configured prefix:
 //! - `PREFIX:c:CACHE_KEY`: an encoded [`CachedBody`] with the tag versions it was loaded under.
-//! - `PREFIX:t:TAG`: the tag's version, a counter that every write touching the tag increments.
+//! - `PREFIX:t:TAG`: the tag's version, a random number that every write touching
+//!   the tag replaces. A read that finds no version sets one. Versions are never
+//!   reused, so a version key that expired or that Redis evicted under memory
+//!   pressure only turns the entries stored under it into misses.
 //! - `PREFIX:invalidate`: the pub/sub channel on which writes announce their tags to L1s.
 //!
 //! A lookup fetches the entry and the current versions of its tags in one `MGET`.
@@ -28,9 +31,8 @@ use crate::config::RedisSettings;
 
 /// Longest an entry stays in Redis, whatever its policy allows.
 const MAX_RETENTION_SECONDS: u64 = 86_400;
-/// Lifetime of a tag version key, refreshed by every invalidation. It must exceed
-/// [`MAX_RETENTION_SECONDS`]: a version key that expired would read as 0 again and
-/// could match an entry stored before the tag was first invalidated.
+/// Lifetime of a tag version key, set again by every invalidation. Longer than
+/// [`MAX_RETENTION_SECONDS`], so a version usually outlives the entries stored under it.
 const TAG_RETENTION_SECONDS: u64 = 2 * MAX_RETENTION_SECONDS;
 
 /// What one lookup found.
@@ -146,7 +148,7 @@ impl L2Store {
         let mut keys = Vec::with_capacity(tags.len() + 1);
         keys.push(self.entry_key(key));
         keys.extend(tags.iter().map(|tag| self.tag_key(tag)));
-        let values: Vec<Option<Vec<u8>>> = self
+        let mut values: Vec<Option<Vec<u8>>> = self
             .run("MGET", |mut connection| async move {
                 redis::cmd("MGET")
                     .arg(&keys)
@@ -155,15 +157,12 @@ impl L2Store {
             })
             .await?;
 
-        let mut values = values.into_iter();
-        let encoded = values.next().flatten();
-        let versions: Vec<u64> = values
-            .map(|version| {
-                version
-                    .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok())
-                    .unwrap_or(0)
-            })
-            .collect();
+        let encoded = if values.is_empty() {
+            None
+        } else {
+            values.remove(0)
+        };
+        let versions = self.versions_or_new(tags, values).await?;
         let entry = encoded
             .and_then(|bytes| CachedBody::decode(&bytes))
             .filter(|entry| entry.redis_versions.as_ref() == Some(&versions));
@@ -173,7 +172,7 @@ impl L2Store {
     /// Fetches the current versions of `tags`, or `None` when Redis is unavailable.
     pub async fn tag_versions(&self, tags: &[String]) -> Option<Vec<u64>> {
         let keys: Vec<String> = tags.iter().map(|tag| self.tag_key(tag)).collect();
-        let values: Vec<Option<String>> = self
+        let values: Vec<Option<Vec<u8>>> = self
             .run("MGET", |mut connection| async move {
                 redis::cmd("MGET")
                     .arg(&keys)
@@ -181,12 +180,56 @@ impl L2Store {
                     .await
             })
             .await?;
-        Some(
-            values
-                .into_iter()
-                .map(|version| version.and_then(|text| text.parse().ok()).unwrap_or(0))
-                .collect(),
-        )
+        self.versions_or_new(tags, values).await
+    }
+
+    /// Parses the versions `MGET` returned for `tags`, and sets a new version for
+    /// each tag that has none. `SET ... NX GET` returns the version of a reader
+    /// that set one first, so concurrent readers agree on it.
+    async fn versions_or_new(
+        &self,
+        tags: &[String],
+        values: Vec<Option<Vec<u8>>>,
+    ) -> Option<Vec<u64>> {
+        let mut versions: Vec<Option<u64>> = values
+            .into_iter()
+            .map(|value| value.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok()))
+            .collect();
+        if versions.len() != tags.len() {
+            return None;
+        }
+        let missing: Vec<usize> = (0..tags.len())
+            .filter(|index| versions[*index].is_none())
+            .collect();
+        if missing.is_empty() {
+            return versions.into_iter().collect();
+        }
+
+        let proposed: Vec<u64> = missing.iter().map(|_| rand::random()).collect();
+        let mut pipeline = redis::pipe();
+        for (index, version) in missing.iter().zip(&proposed) {
+            pipeline
+                .cmd("SET")
+                .arg(self.tag_key(&tags[*index]))
+                .arg(version)
+                .arg("NX")
+                .arg("GET")
+                .arg("EX")
+                .arg(TAG_RETENTION_SECONDS);
+        }
+        let previous: Vec<Option<String>> = self
+            .run("SET NX", |mut connection| async move {
+                pipeline.query_async(&mut connection).await
+            })
+            .await?;
+        for ((index, version), earlier) in missing.iter().zip(proposed).zip(previous) {
+            versions[*index] = Some(
+                earlier
+                    .and_then(|text| text.parse().ok())
+                    .unwrap_or(version),
+            );
+        }
+        versions.into_iter().collect()
     }
 
     /// Stores `entry` under `key` with the tag versions read before it was loaded.
@@ -210,7 +253,7 @@ impl L2Store {
         }
     }
 
-    /// Increments the versions of `tags` and announces them on the invalidation channel.
+    /// Replaces the versions of `tags` and announces them on the invalidation channel.
     /// Returns whether Redis took both. When it did not, other instances keep their
     /// L1 entries until those expire.
     pub async fn invalidate(&self, tags: &[String]) -> bool {
@@ -229,11 +272,10 @@ impl L2Store {
         for tag in tags {
             let tag_key = self.tag_key(tag);
             pipeline
-                .cmd("INCR")
+                .cmd("SET")
                 .arg(&tag_key)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&tag_key)
+                .arg(rand::random::<u64>())
+                .arg("EX")
                 .arg(TAG_RETENTION_SECONDS)
                 .ignore();
         }

@@ -115,34 +115,67 @@ impl ThrowawayRedis {
         self.signal("CONT");
     }
 
-    /// Number of keys in the server, from `DBSIZE`.
-    pub async fn key_count(&self) -> u64 {
-        let reply = inline_command(self.port, "DBSIZE")
+    /// Number of cache entries in the server: keys with `:c:` after the prefix. Tag
+    /// version keys (`:t:`) are left out, because a read may create one before it
+    /// stores its entry.
+    pub async fn entry_count(&self) -> u64 {
+        let reply = inline_command(self.port, COUNT_ENTRIES)
             .await
             .unwrap_or_else(|error| {
-                panic!("DBSIZE on redis-server port {} failed: {error}", self.port)
+                panic!(
+                    "counting keys on redis-server port {} failed: {error}",
+                    self.port
+                )
             });
         reply
             .strip_prefix(':')
             .and_then(|count| count.parse().ok())
-            .unwrap_or_else(|| panic!("DBSIZE returned {reply:?}, expected an integer reply"))
+            .unwrap_or_else(|| {
+                panic!("counting keys returned {reply:?}, expected an integer reply")
+            })
     }
 
-    /// Waits until the server contains more than `count` keys.
+    /// Deletes the keys matching the glob `pattern`, as Redis does when it evicts them
+    /// under memory pressure, and returns how many there were.
+    pub async fn delete_keys(&self, pattern: &str) -> u64 {
+        assert!(
+            !pattern.contains(['\'', '"', ' ']),
+            "the pattern {pattern:?} must not contain quotes or spaces"
+        );
+        let script = format!(
+            "EVAL \"local keys = redis.call('KEYS', '{pattern}') for _, key in ipairs(keys) do redis.call('DEL', key) end return #keys\" 0"
+        );
+        let reply = inline_command(self.port, &script)
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "deleting {pattern} on redis-server port {} failed: {error}",
+                    self.port
+                )
+            });
+        reply
+            .strip_prefix(':')
+            .and_then(|count| count.parse().ok())
+            .unwrap_or_else(|| {
+                panic!("deleting {pattern} returned {reply:?}, expected an integer reply")
+            })
+    }
+
+    /// Waits until the server contains more than `count` cache entries.
     ///
     /// The origin stores an entry in L2 in the background, possibly after sending the
     /// response that loaded it, so a test waits for the new key before another
     /// instance reads it.
-    pub async fn wait_for_more_keys_than(&self, count: u64) {
+    pub async fn wait_for_more_entries_than(&self, count: u64) {
         let deadline = Instant::now() + L2_STORE_TIMEOUT;
         loop {
-            let current = self.key_count().await;
+            let current = self.entry_count().await;
             if current > count {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "redis-server still contained {current} keys {L2_STORE_TIMEOUT:?} after a read \
+                "redis-server still contained {current} cache entries {L2_STORE_TIMEOUT:?} after a read \
                  that should have stored an L2 entry"
             );
             tokio::time::sleep(POLL_INTERVAL).await;
@@ -251,7 +284,11 @@ impl Drop for ThrowawayRedis {
 
 /// Sends `command` in Redis's inline form to the server on `port` of 127.0.0.1 and
 /// returns the first line of the reply, such as `+PONG` or `:42`.
-async fn inline_command(port: u16, command: &'static str) -> std::io::Result<String> {
+/// A Lua script counting the keys that match `*:c:*`, sent as an inline command.
+const COUNT_ENTRIES: &str = "EVAL \"return #redis.call('KEYS', '*:c:*')\" 0";
+
+async fn inline_command(port: u16, command: &str) -> std::io::Result<String> {
+    let command = command.to_owned();
     let exchange = move || -> std::io::Result<String> {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         let stream = TcpStream::connect_timeout(&address, COMMAND_TIMEOUT)?;
