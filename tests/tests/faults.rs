@@ -429,6 +429,35 @@ async fn assert_generations_complete(app: &TestApp, users: &[TestUser], report: 
 
 /// Reads one fresh generation page per call, with a `limit` no earlier call used,
 /// so the read misses L1 and has to look up L2.
+/// Reads through each instance until its Redis breaker reports open, then restarts
+/// Redis and waits until every instance's breaker has closed again.
+async fn ride_out_redis_outage(
+    redis: &mut ThrowawayRedis,
+    apps: [&TestApp; 2],
+    user: &TestUser,
+    counter: &mut u32,
+) {
+    for app in apps {
+        let deadline = Instant::now() + BREAKER_TIMEOUT;
+        while app.fetch_health().await.redis != "open" {
+            read_uncached_page(app, user, counter, "while Redis is down").await;
+            assert!(
+                Instant::now() < deadline,
+                "the Redis breaker did not open within {BREAKER_TIMEOUT:?} of Redis being killed"
+            );
+        }
+    }
+    redis.start_again().await;
+    for app in apps {
+        app.wait_for_health(
+            "close its Redis breaker after Redis restarted",
+            BREAKER_TIMEOUT,
+            |health| health.redis == "closed",
+        )
+        .await;
+    }
+}
+
 async fn read_uncached_page(app: &TestApp, user: &TestUser, counter: &mut u32, during: &str) {
     *counter += 1;
     let path = format!("/generations?limit={}", 1 + *counter % 100);
@@ -683,25 +712,7 @@ async fn invalidation_resumes_after_redis_restart() {
     let mut counter = 0;
 
     redis.stop();
-    for app in [&first, &second] {
-        let deadline = Instant::now() + BREAKER_TIMEOUT;
-        while app.fetch_health().await.redis != "open" {
-            read_uncached_page(app, &user, &mut counter, "while Redis is down").await;
-            assert!(
-                Instant::now() < deadline,
-                "the Redis breaker did not open within {BREAKER_TIMEOUT:?} of Redis being killed"
-            );
-        }
-    }
-    redis.start_again().await;
-    for app in [&first, &second] {
-        app.wait_for_health(
-            "close its Redis breaker after Redis restarted",
-            BREAKER_TIMEOUT,
-            |health| health.redis == "closed",
-        )
-        .await;
-    }
+    ride_out_redis_outage(&mut redis, [&first, &second], &user, &mut counter).await;
 
     // The subscription may come back a little after the breaker closes, so the first
     // rounds may see the old profile. After RESUBSCRIBE_TIMEOUT, that is a failure.
@@ -795,25 +806,7 @@ async fn write_during_redis_outage_is_seen_after_recovery() {
     .await
     .unwrap_or_else(|error| panic!("while Redis is down: {error}"));
     parse_json::<User>(update, 200).await;
-    for app in [&first, &second] {
-        let deadline = Instant::now() + BREAKER_TIMEOUT;
-        while app.fetch_health().await.redis != "open" {
-            read_uncached_page(app, &user, &mut counter, "while Redis is down").await;
-            assert!(
-                Instant::now() < deadline,
-                "the Redis breaker did not open within {BREAKER_TIMEOUT:?} of Redis being killed"
-            );
-        }
-    }
-    redis.start_again().await;
-    for app in [&first, &second] {
-        app.wait_for_health(
-            "close its Redis breaker after Redis restarted",
-            BREAKER_TIMEOUT,
-            |health| health.redis == "closed",
-        )
-        .await;
-    }
+    ride_out_redis_outage(&mut redis, [&first, &second], &user, &mut counter).await;
 
     let started = Instant::now();
     loop {

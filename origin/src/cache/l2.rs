@@ -148,14 +148,7 @@ impl L2Store {
         let mut keys = Vec::with_capacity(tags.len() + 1);
         keys.push(self.entry_key(key));
         keys.extend(tags.iter().map(|tag| self.tag_key(tag)));
-        let mut values: Vec<Option<Vec<u8>>> = self
-            .run("MGET", |mut connection| async move {
-                redis::cmd("MGET")
-                    .arg(&keys)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
+        let mut values = self.mget(&keys).await?;
 
         let encoded = if values.is_empty() {
             None
@@ -172,15 +165,18 @@ impl L2Store {
     /// Fetches the current versions of `tags`, or `None` when Redis is unavailable.
     pub async fn tag_versions(&self, tags: &[String]) -> Option<Vec<u64>> {
         let keys: Vec<String> = tags.iter().map(|tag| self.tag_key(tag)).collect();
-        let values: Vec<Option<Vec<u8>>> = self
-            .run("MGET", |mut connection| async move {
-                redis::cmd("MGET")
-                    .arg(&keys)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
+        let values = self.mget(&keys).await?;
         self.versions_or_new(tags, values).await
+    }
+
+    async fn mget(&self, keys: &[String]) -> Option<Vec<Option<Vec<u8>>>> {
+        self.run("MGET", |mut connection| async move {
+            redis::cmd("MGET")
+                .arg(keys)
+                .query_async(&mut connection)
+                .await
+        })
+        .await
     }
 
     /// Parses the versions `MGET` returned for `tags`, and sets a new version for
