@@ -63,6 +63,9 @@ pub async fn connect(
     let pool = AnyPoolOptions::new()
         .min_connections(pool.size)
         .max_connections(pool.max_connections())
+        // NOTE: sqlx retries a refused connect until this timeout, so while the pool has
+        // no open connection left and the server refuses new ones, a request waits up to
+        // DB_POOL_TIMEOUT before it fails and counts toward opening the breaker.
         .acquire_timeout(pool.timeout)
         .max_lifetime(pool.recycle)
         .idle_timeout(OVERFLOW_IDLE_TIMEOUT)
