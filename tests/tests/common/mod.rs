@@ -14,7 +14,7 @@
 //! - [`Sandbox`]: the temporary directory, and one-shot commands such as `migrate`.
 //! - [`requests`]: one typed method per API request.
 //! - [`checks`]: assertions on responses, such as [`assert_error`].
-//! - [`servers`]: throwaway Redis servers and database cuts for fault tests.
+//! - [`servers`]: throwaway Redis servers, TCP proxies and database cuts for fault tests.
 
 // Every test binary includes this module with `mod common;` and uses a different
 // subset of it, so each binary would otherwise warn about the parts it leaves out.
@@ -34,7 +34,7 @@ pub use checks::{
     assert_error, cache_control, cache_status_params, header, header_list, max_age, parse_json,
 };
 pub use requests::{unique_email, TestUser};
-pub use servers::{cut_database, restore_database, ThrowawayRedis};
+pub use servers::{cut_database, local_postgres_port, restore_database, TcpProxy, ThrowawayRedis};
 
 /// Secret the test servers sign access tokens with: 48 bytes, above the 32-byte minimum.
 pub const JWT_SECRET: &str = "velro-integration-tests-secret-not-for-real-use!";

@@ -6,6 +6,8 @@
 //! - [`cut_database`] and [`restore_database`]: reject and then allow again new
 //!   connections to one test database on the shared Postgres server, ending the
 //!   open ones. Only databases that the harness created (`velro_test_*`) qualify.
+//! - [`TcpProxy`]: a TCP forwarder in front of a server on 127.0.0.1, which a
+//!   test can stop, so connections are refused and open ones break, and start again.
 //! - [`TestApp::wait_for_health`]: polls the cache counters and circuit breaker
 //!   states of `GET /health`.
 
@@ -420,4 +422,178 @@ impl TestApp {
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
+}
+
+/// Backlog of a [`TcpProxy`]'s listening socket.
+const PROXY_BACKLOG: u32 = 128;
+
+/// A TCP forwarder on a port of 127.0.0.1 that a test can take down and bring back,
+/// to make a dependency refuse connections without touching the dependency itself.
+///
+/// Each accepted connection is forwarded to the same port of 127.0.0.1 in a task of
+/// its own. [`TcpProxy::stop`] closes the listener and aborts those tasks, so new
+/// connections are refused and open ones break, as when the dependency's host goes
+/// away. [`TcpProxy::start_again`] listens on the same port again. Dropping the
+/// proxy aborts its tasks.
+pub struct TcpProxy {
+    port: u16,
+    target_port: u16,
+    /// The accept loop and the signal that ends it, or `None` while stopped.
+    running: Option<RunningProxy>,
+}
+
+struct RunningProxy {
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding from a free port of 127.0.0.1 to `target_port` of 127.0.0.1.
+    pub async fn start(target_port: u16) -> TcpProxy {
+        let listener = bind_proxy_listener(0);
+        let port = listener
+            .local_addr()
+            .expect("a bound listener has a local address")
+            .port();
+        let mut proxy = TcpProxy {
+            port,
+            target_port,
+            running: None,
+        };
+        proxy.run(listener);
+        proxy
+    }
+
+    /// Port of 127.0.0.1 that the proxy listens on, also while it is stopped.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Returns `server_url` with the port replaced by the proxy's and the path by
+    /// `/<database>`, so a client of that URL connects through the proxy.
+    pub fn database_url(&self, server_url: &str, database: &str) -> String {
+        let mut url = reqwest::Url::parse(server_url)
+            .unwrap_or_else(|error| panic!("{server_url:?} is not a valid URL: {error}"));
+        url.set_port(Some(self.port))
+            .unwrap_or_else(|()| panic!("setting the port of {server_url} failed"));
+        url.set_path(&format!("/{database}"));
+        url.to_string()
+    }
+
+    /// Closes the listener and breaks every forwarded connection, and returns once
+    /// their sockets are closed. New connections to [`TcpProxy::port`] are then refused.
+    pub async fn stop(&mut self) {
+        let running = self
+            .running
+            .take()
+            .expect("stop() needs a running proxy; it was already stopped");
+        // The receiver is gone only when the accept loop has already ended.
+        let _ = running.shutdown.send(());
+        running
+            .task
+            .await
+            .expect("the proxy's accept loop should end without panicking");
+    }
+
+    /// Listens on the same port again after [`TcpProxy::stop`].
+    pub async fn start_again(&mut self) {
+        assert!(
+            self.running.is_none(),
+            "start_again() needs a stopped proxy; call stop() first"
+        );
+        let listener = bind_proxy_listener(self.port);
+        self.run(listener);
+    }
+
+    fn run(&mut self, listener: tokio::net::TcpListener) {
+        let (shutdown, shutdown_received) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(accept_and_forward(
+            listener,
+            self.target_port,
+            shutdown_received,
+        ));
+        self.running = Some(RunningProxy { shutdown, task });
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops its JoinSet, which aborts every forwarding task.
+        if let Some(running) = self.running.take() {
+            running.task.abort();
+        }
+    }
+}
+
+/// Binds a listener on `port` of 127.0.0.1, or on a free port when `port` is 0.
+///
+/// `SO_REUSEADDR` lets [`TcpProxy::start_again`] bind the port while connections
+/// that the proxy closed are still in `TIME_WAIT`.
+fn bind_proxy_listener(port: u16) -> tokio::net::TcpListener {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let socket = tokio::net::TcpSocket::new_v4().expect("creating a TCP socket should succeed");
+    socket
+        .set_reuseaddr(true)
+        .expect("setting SO_REUSEADDR should succeed");
+    socket
+        .bind(address)
+        .unwrap_or_else(|error| panic!("binding the proxy to {address} failed: {error}"));
+    socket
+        .listen(PROXY_BACKLOG)
+        .unwrap_or_else(|error| panic!("listening on {address} failed: {error}"))
+}
+
+/// Accepts connections and forwards each to `target_port` of 127.0.0.1 until
+/// `shutdown` fires, then closes the listener and aborts the forwarding tasks.
+async fn accept_and_forward(
+    listener: tokio::net::TcpListener,
+    target_port: u16,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => {
+                    connections.spawn(forward_connection(client, target_port));
+                }
+                Err(error) => eprintln!("the test proxy failed to accept a connection: {error}"),
+            },
+            // Reaps finished connections, so the set contains only open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    // Aborts every forwarding task and waits until each has dropped its sockets.
+    connections.shutdown().await;
+}
+
+/// Copies bytes both ways between `client` and `target_port` of 127.0.0.1 until
+/// either side closes. A refused target closes the client's connection.
+async fn forward_connection(mut client: tokio::net::TcpStream, target_port: u16) {
+    let target = SocketAddr::from(([127, 0, 0, 1], target_port));
+    let mut upstream = match tokio::net::TcpStream::connect(target).await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            eprintln!("the test proxy failed to connect to {target}: {error}");
+            return;
+        }
+    };
+    // An error only means that one side broke the connection, which ends it either way.
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+/// Returns the port of the Postgres server at `server_url`, 5432 when the URL has
+/// none. Panics unless the server is on 127.0.0.1, the only host a
+/// [`TcpProxy`] forwards to.
+pub fn local_postgres_port(server_url: &str) -> u16 {
+    let url = reqwest::Url::parse(server_url)
+        .unwrap_or_else(|error| panic!("{server_url:?} is not a valid URL: {error}"));
+    assert_eq!(
+        url.host_str(),
+        Some("127.0.0.1"),
+        "the Postgres server {server_url} must be on 127.0.0.1 to be reached through a test proxy"
+    );
+    url.port().unwrap_or(5432)
 }
