@@ -137,6 +137,47 @@ impl ThrowawayRedis {
             })
     }
 
+    /// Waits until the server contains the cache entry of `GET path` read by
+    /// `user_id`, which the origin stores in the background after a miss.
+    ///
+    /// Entry keys are `<prefix>:c:GET <path> user=<user id>` for a path without a query.
+    pub async fn wait_for_entry(&self, path: &str, user_id: &str) {
+        let is_plain = |text: &str| !text.contains(['*', '?', '[', '\\', '\'', '"', ' ']);
+        assert!(
+            is_plain(path) && is_plain(user_id),
+            "{path:?} and {user_id:?} must not contain glob characters, quotes or spaces"
+        );
+        // `?` matches the spaces, which an inline command cannot contain unquoted.
+        let pattern = format!("*:c:GET?{path}?user={user_id}");
+        let script = format!("EVAL \"return #redis.call('KEYS', '{pattern}')\" 0");
+        let deadline = Instant::now() + L2_STORE_TIMEOUT;
+        loop {
+            let reply = inline_command(self.port, &script)
+                .await
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "looking up {pattern} on redis-server port {} failed: {error}",
+                        self.port
+                    )
+                });
+            let count: u64 = reply
+                .strip_prefix(':')
+                .and_then(|count| count.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!("looking up {pattern} returned {reply:?}, expected an integer reply")
+                });
+            if count > 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server contained no entry for GET {path} by user {user_id} \
+                 {L2_STORE_TIMEOUT:?} after a read that should have stored it"
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
     /// Deletes the keys matching the glob `pattern`, as Redis does when it evicts them
     /// under memory pressure, and returns how many there were.
     pub async fn delete_keys(&self, pattern: &str) -> u64 {
