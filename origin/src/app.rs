@@ -15,6 +15,7 @@ use crate::cache::{Cache, L2Store, Subscription};
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::generation::{spawn_workers, SvgSketchProvider};
+use crate::probes;
 use crate::warmup::{self, Readiness};
 
 /// Everything a request handler needs; cheap to clone.
@@ -119,7 +120,7 @@ impl Application {
             "listening"
         );
 
-        let probes = spawn_breaker_probes(&state);
+        let probes = probes::spawn(&state);
 
         // The workers need the migrated schema, so they start once warm-up has finished.
         let background = tokio::spawn({
@@ -174,36 +175,24 @@ impl Application {
         for probe in probes {
             probe.abort();
         }
-        state.db.close().await;
+        // sqlx's close waits for every connection, and one lost in a database outage
+        // can keep it waiting forever, so the process would never exit.
+        if tokio::time::timeout(POOL_CLOSE_TIMEOUT, state.db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                timeout_s = POOL_CLOSE_TIMEOUT.as_secs(),
+                "closing the database pool timed out; exiting anyway"
+            );
+        }
         tracing::info!(uptime_s = started.elapsed().as_secs_f64(), "stopped");
         outcome
     }
 }
 
-/// How long a breaker's probe may take before it counts as failed.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Starts the probes that close the database and Redis breakers once their dependency answers again.
-fn spawn_breaker_probes(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
-    let db = state.db.clone();
-    let mut probes = vec![state.db_breaker.spawn_probe(PROBE_TIMEOUT, move || {
-        let db = db.clone();
-        async move {
-            // A fresh acquire: `before_acquire` pings it, so a dead pooled connection is replaced.
-            let mut connection = db.acquire().await?;
-            sqlx::query("SELECT 1").execute(&mut *connection).await?;
-            Ok(())
-        }
-    })];
-    if let Some(l2) = state.cache.l2() {
-        let l2_for_probe = Arc::clone(l2);
-        probes.push(l2.breaker().spawn_probe(PROBE_TIMEOUT, move || {
-            let l2 = Arc::clone(&l2_for_probe);
-            async move { l2.ping().await }
-        }));
-    }
-    probes
-}
+/// Bound on closing the pool at shutdown.
+const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Resolves on Ctrl-C or SIGTERM, the signal Railway and Docker send before stopping a container.
 pub async fn shutdown_signal() {

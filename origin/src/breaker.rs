@@ -1,7 +1,7 @@
 //! Circuit breakers around the database and Redis.
 //!
 //! A breaker is closed while its dependency works. `failures` failures within
-//! [`BreakerSettings::FAILURE_WINDOW`] open it, and then callers skip the
+//! [`BreakerSettings::FAILURE_WINDOW`], successes in between or not, open it, and then callers skip the
 //! dependency at once instead of each waiting for its own timeout. After
 //! `reset_after`, a background probe moves it to half-open and tries the
 //! dependency once: success closes the breaker, failure opens it for another
@@ -94,12 +94,14 @@ impl CircuitBreaker {
             .is_some_and(|failed| failed.elapsed() < period)
     }
 
-    /// Records a call that worked, which clears the failure count and closes the breaker.
+    /// Records a call that worked. It closes an open or half-open breaker. While
+    /// closed, successes do not clear earlier failures: a dependency that fails
+    /// every other call still reaches the threshold within the window.
     pub fn record_success(&self) {
         let mut inner = self.lock();
-        inner.failures = 0;
         if inner.state != BreakerState::Closed {
             inner.state = BreakerState::Closed;
+            inner.failures = 0;
             tracing::info!(dependency = self.name, "circuit breaker closed");
         }
     }
@@ -132,7 +134,8 @@ impl CircuitBreaker {
             BreakerState::HalfOpen => {
                 inner.state = BreakerState::Open;
                 inner.opened_at = now;
-                tracing::warn!(
+                // Debug, not warn: the probe fails once per reset period for the whole outage.
+                tracing::debug!(
                     dependency = self.name,
                     "probe failed; circuit breaker stays open"
                 );
@@ -220,9 +223,20 @@ mod tests {
     }
 
     #[test]
-    fn success_clears_failures() {
+    fn successes_do_not_hide_failures() {
         let breaker = breaker(2, 1000);
         breaker.record_failure();
+        breaker.record_success();
+        breaker.record_failure();
+        assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn closing_clears_failures() {
+        let breaker = breaker(2, 0);
+        breaker.record_failure();
+        breaker.record_failure();
+        assert!(breaker.start_probe());
         breaker.record_success();
         breaker.record_failure();
         assert_eq!(breaker.state(), BreakerState::Closed);

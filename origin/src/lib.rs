@@ -21,6 +21,7 @@ pub mod error;
 pub mod generation;
 pub mod http;
 pub mod loadtest;
+pub mod probes;
 pub mod seed;
 pub mod telemetry;
 pub mod warmup;

@@ -54,6 +54,8 @@ pub struct L2Store {
     breaker: CircuitBreaker,
     /// Identifies this process in invalidation messages, so it can skip its own.
     instance_id: String,
+    /// Invalidations that Redis missed, replayed by the next write or the breaker's probe.
+    pending: std::sync::Mutex<PendingInvalidations>,
 }
 
 impl L2Store {
@@ -78,6 +80,7 @@ impl L2Store {
             timeout: settings.timeout,
             breaker,
             instance_id: uuid::Uuid::new_v4().simple().to_string(),
+            pending: std::sync::Mutex::default(),
         }))
     }
 
@@ -109,6 +112,20 @@ impl L2Store {
         format!("{}:t:{tag}", self.prefix)
     }
 
+    /// The keys whose versions an entry for `tags` is stored under: one per tag, and
+    /// the epoch, which replaces every version at once.
+    fn version_keys(&self, tags: &[String]) -> Vec<String> {
+        let mut keys: Vec<String> = tags.iter().map(|tag| self.tag_key(tag)).collect();
+        keys.push(self.epoch_key());
+        keys
+    }
+
+    /// The epoch key. Unlike tag versions it never expires, because a new epoch
+    /// turns every entry into a miss.
+    fn epoch_key(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
     /// Runs one command on the next connection, within the timeout and the breaker.
     /// Returns `None` when the breaker is open or the command fails.
     async fn run<T, F, Fut>(&self, what: &'static str, command: F) -> Option<T>
@@ -119,16 +136,22 @@ impl L2Store {
         if !self.breaker.allows() {
             return None;
         }
+        self.execute(what, Record::Outcome, command).await
+    }
+
+    /// Runs one command on the next connection within the timeout, ignoring the
+    /// breaker, and records the outcome on it when `record` says so.
+    async fn execute<T, F, Fut>(&self, what: &'static str, record: Record, command: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         let index = self.next_connection.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         let connection = self.connections[index].clone();
-        match tokio::time::timeout(self.timeout, command(connection)).await {
-            Ok(Ok(value)) => {
-                self.breaker.record_success();
-                Some(value)
-            }
+        let outcome = match tokio::time::timeout(self.timeout, command(connection)).await {
+            Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
                 tracing::debug!(command = what, %error, "Redis command failed");
-                self.breaker.record_failure();
                 None
             }
             Err(_) => {
@@ -137,17 +160,24 @@ impl L2Store {
                     timeout_ms = self.timeout.as_millis() as u64,
                     "Redis command timed out"
                 );
-                self.breaker.record_failure();
                 None
             }
+        };
+        if record == Record::Outcome {
+            match outcome {
+                Some(_) => self.breaker.record_success(),
+                None => self.breaker.record_failure(),
+            }
         }
+        outcome
     }
 
     /// Fetches the entry for `key` and the versions of `tags`, or `None` when Redis is unavailable.
     pub async fn lookup(&self, key: &CacheKey, tags: &[String]) -> Option<L2Lookup> {
-        let mut keys = Vec::with_capacity(tags.len() + 1);
+        let version_keys = self.version_keys(tags);
+        let mut keys = Vec::with_capacity(version_keys.len() + 1);
         keys.push(self.entry_key(key));
-        keys.extend(tags.iter().map(|tag| self.tag_key(tag)));
+        keys.extend(version_keys.iter().cloned());
         let mut values = self.mget(&keys).await?;
 
         let encoded = if values.is_empty() {
@@ -155,7 +185,7 @@ impl L2Store {
         } else {
             values.remove(0)
         };
-        let versions = self.versions_or_new(tags, values).await?;
+        let versions = self.versions_or_new(&version_keys, values).await?;
         let entry = encoded
             .and_then(|bytes| CachedBody::decode(&bytes))
             .filter(|entry| entry.redis_versions.as_ref() == Some(&versions));
@@ -164,9 +194,9 @@ impl L2Store {
 
     /// Fetches the current versions of `tags`, or `None` when Redis is unavailable.
     pub async fn tag_versions(&self, tags: &[String]) -> Option<Vec<u64>> {
-        let keys: Vec<String> = tags.iter().map(|tag| self.tag_key(tag)).collect();
+        let keys = self.version_keys(tags);
         let values = self.mget(&keys).await?;
-        self.versions_or_new(tags, values).await
+        self.versions_or_new(&keys, values).await
     }
 
     async fn mget(&self, keys: &[String]) -> Option<Vec<Option<Vec<u8>>>> {
@@ -179,22 +209,22 @@ impl L2Store {
         .await
     }
 
-    /// Parses the versions `MGET` returned for `tags`, and sets a new version for
-    /// each tag that has none. `SET ... NX GET` returns the version of a reader
+    /// Parses the versions `MGET` returned for the version `keys`, and sets a new
+    /// version for each key that has none. `SET ... NX GET` returns the version of a reader
     /// that set one first, so concurrent readers agree on it.
     async fn versions_or_new(
         &self,
-        tags: &[String],
+        keys: &[String],
         values: Vec<Option<Vec<u8>>>,
     ) -> Option<Vec<u64>> {
         let mut versions: Vec<Option<u64>> = values
             .into_iter()
             .map(|value| value.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok()))
             .collect();
-        if versions.len() != tags.len() {
+        if versions.len() != keys.len() {
             return None;
         }
-        let missing: Vec<usize> = (0..tags.len())
+        let missing: Vec<usize> = (0..keys.len())
             .filter(|index| versions[*index].is_none())
             .collect();
         if missing.is_empty() {
@@ -203,15 +233,18 @@ impl L2Store {
 
         let proposed: Vec<u64> = missing.iter().map(|_| rand::random()).collect();
         let mut pipeline = redis::pipe();
+        let epoch_key = self.epoch_key();
         for (index, version) in missing.iter().zip(&proposed) {
-            pipeline
+            let key = &keys[*index];
+            let command = pipeline
                 .cmd("SET")
-                .arg(self.tag_key(&tags[*index]))
+                .arg(key)
                 .arg(version)
                 .arg("NX")
-                .arg("GET")
-                .arg("EX")
-                .arg(TAG_RETENTION_SECONDS);
+                .arg("GET");
+            if *key != epoch_key {
+                command.arg("EX").arg(TAG_RETENTION_SECONDS);
+            }
         }
         let previous: Vec<Option<String>> = self
             .run("SET NX", |mut connection| async move {
@@ -249,52 +282,119 @@ impl L2Store {
         }
     }
 
-    /// Replaces the versions of `tags` and announces them on the invalidation channel.
-    /// Returns whether Redis took both. When it did not, other instances keep their
-    /// L1 entries until those expire.
+    /// Replaces the versions of `tags` and announces them on the invalidation channel,
+    /// together with any invalidations that Redis missed earlier. Returns whether
+    /// Redis took them.
+    ///
+    /// An invalidation that Redis misses is kept, and the breaker's probe replays it
+    /// before the breaker closes: otherwise the L2 entries from before the write
+    /// would match their unchanged versions again once Redis is back.
     pub async fn invalidate(&self, tags: &[String]) -> bool {
-        if tags.is_empty() {
+        let pending = self.take_pending(tags);
+        if pending.is_empty() {
             return true;
         }
         if !self.breaker.allows() {
             // Logged once when the breaker opened; one line per write would flood the log.
-            tracing::debug!(
-                tags = tags.join(","),
-                "Redis breaker open; invalidation not published"
-            );
+            tracing::debug!("Redis breaker open; invalidation kept for replay");
+            self.keep_pending(pending);
             return false;
         }
+        let applied = self.apply(&pending, Record::Outcome).await;
+        if !applied {
+            // NOTE: until the breaker's probe replays it, other instances keep serving
+            // their L1 entries for these tags, for at most the entries' TTL.
+            tracing::warn!(
+                tags = pending.tags.len(),
+                "publishing an invalidation failed; it is kept for replay"
+            );
+            self.keep_pending(pending);
+        }
+        applied
+    }
+
+    /// Sends one invalidation: new versions for its tags (or a new epoch), then the message.
+    async fn apply(&self, pending: &PendingInvalidations, record: Record) -> bool {
         let mut pipeline = redis::pipe();
-        for tag in tags {
-            let tag_key = self.tag_key(tag);
+        if pending.everything {
             pipeline
                 .cmd("SET")
-                .arg(&tag_key)
+                .arg(self.epoch_key())
+                .arg(rand::random::<u64>())
+                .ignore();
+        }
+        for tag in &pending.tags {
+            pipeline
+                .cmd("SET")
+                .arg(self.tag_key(tag))
                 .arg(rand::random::<u64>())
                 .arg("EX")
                 .arg(TAG_RETENTION_SECONDS)
                 .ignore();
         }
-        let message = invalidation_message(&self.instance_id, tags);
+        let tags: Vec<String> = if pending.everything {
+            vec![FLUSH_ALL.to_string()]
+        } else {
+            pending.tags.iter().cloned().collect()
+        };
         pipeline
             .cmd("PUBLISH")
             .arg(self.channel())
-            .arg(message)
+            .arg(invalidation_message(&self.instance_id, &tags))
             .ignore();
-        let done: Option<()> = self
-            .run("invalidate", |mut connection| async move {
-                pipeline.query_async(&mut connection).await
-            })
-            .await;
-        if done.is_none() {
-            // NOTE: the other instances' L1 entries for these tags stay until their TTL
-            // (at most a minute for profiles and lists), or until their subscription reconnects and clears L1.
-            tracing::warn!(
-                tags = tags.join(","),
-                "publishing an invalidation failed; other instances may serve these reads until they expire"
-            );
+        self.execute("invalidate", record, |mut connection| async move {
+            pipeline.query_async::<()>(&mut connection).await
+        })
+        .await
+        .is_some()
+    }
+
+    /// Takes the kept invalidations, adding `tags`.
+    fn take_pending(&self, tags: &[String]) -> PendingInvalidations {
+        let mut kept = self.lock_pending();
+        let mut pending = std::mem::take(&mut *kept);
+        drop(kept);
+        pending.add(tags);
+        pending
+    }
+
+    /// Keeps invalidations that Redis did not take, for the next write or the probe.
+    fn keep_pending(&self, pending: PendingInvalidations) {
+        let mut kept = self.lock_pending();
+        kept.everything |= pending.everything;
+        let tags: Vec<String> = pending.tags.into_iter().collect();
+        kept.add(&tags);
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, PendingInvalidations> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The breaker's probe: pings every connection, then replays the invalidations
+    /// Redis missed. The breaker closes only when both worked.
+    ///
+    /// NOTE: another instance whose breaker closes first can read the old L2 entries
+    /// until this replay lands, and a process that stops before Redis returns loses
+    /// the invalidations it kept.
+    pub async fn recover(&self) -> anyhow::Result<()> {
+        self.ping().await?;
+        let pending = self.take_pending(&[]);
+        if pending.is_empty() {
+            return Ok(());
         }
-        done.is_some()
+        if self.apply(&pending, Record::Nothing).await {
+            tracing::info!(
+                tags = pending.tags.len(),
+                everything = pending.everything,
+                "replayed invalidations that Redis missed"
+            );
+            Ok(())
+        } else {
+            self.keep_pending(pending);
+            anyhow::bail!("replaying invalidations that Redis missed failed")
+        }
     }
 
     /// Sends `PING` on every connection, bypassing the breaker: the warm-up check and the breaker's probe.
@@ -325,6 +425,46 @@ impl L2Store {
         .map_err(|_| anyhow::anyhow!("Redis did not answer PING in time"))??;
         anyhow::ensure!(reply == "PONG", "Redis answered PING with {reply:?}");
         Ok(())
+    }
+}
+
+/// Whether [`L2Store::execute`] records the command's outcome on the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    Outcome,
+    /// For the probe, which records its own outcome once it has finished.
+    Nothing,
+}
+
+/// Most tags kept for replay; beyond it, the replay moves the epoch instead,
+/// which turns every L2 entry into a miss.
+const MAX_PENDING_TAGS: usize = 10_000;
+
+/// The tag that tells subscribers to clear their whole L1.
+pub const FLUSH_ALL: &str = "*";
+
+/// Invalidations that Redis has not taken yet.
+#[derive(Debug, Default)]
+struct PendingInvalidations {
+    tags: std::collections::BTreeSet<String>,
+    /// Set when more than [`MAX_PENDING_TAGS`] were kept: everything is invalidated.
+    everything: bool,
+}
+
+impl PendingInvalidations {
+    fn add(&mut self, tags: &[String]) {
+        if self.everything {
+            return;
+        }
+        self.tags.extend(tags.iter().cloned());
+        if self.tags.len() > MAX_PENDING_TAGS {
+            self.tags.clear();
+            self.everything = true;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tags.is_empty() && !self.everything
     }
 }
 

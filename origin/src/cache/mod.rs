@@ -45,6 +45,15 @@ pub enum Lookup {
     StaleOnError,
 }
 
+/// What the per-key refresh found, reported out of moka's compute closure.
+struct RefreshReport {
+    lookup: Lookup,
+    /// The loader's error, when no stale entry could stand in for it.
+    failure: Option<AppError>,
+    /// Whether Redis was asked, rather than skipped while its breaker was open.
+    asked_l2: bool,
+}
+
 /// Hit and miss counts per level since start.
 #[derive(Debug, Default)]
 struct Counters {
@@ -109,13 +118,16 @@ impl Cache {
         let l1_key = self.l1.versioned_key(key, tags);
         if let Some(entry) = self.l1.entries.get(&l1_key).await {
             if entry.is_fresh(now_ms()) && self.confirmed_by_redis(&entry, tags).await {
-                self.count(Lookup::L1Hit);
+                self.count(Lookup::L1Hit, false);
                 return Ok((entry, Lookup::L1Hit));
             }
         }
 
-        let mut lookup = Lookup::Miss;
-        let mut failure = None;
+        let mut report = RefreshReport {
+            lookup: Lookup::Miss,
+            failure: None,
+            asked_l2: false,
+        };
         let outcome = self
             .l1
             .entries
@@ -126,13 +138,17 @@ impl Cache {
                     tags,
                     current.map(|entry| entry.into_value()),
                     load,
-                    &mut lookup,
-                    &mut failure,
+                    &mut report,
                 )
             })
             .await;
+        let RefreshReport {
+            lookup,
+            failure,
+            asked_l2,
+        } = report;
         if let Some(error) = failure {
-            self.count(Lookup::Miss);
+            self.count(Lookup::Miss, asked_l2);
             return Err(error);
         }
         let entry = outcome
@@ -144,7 +160,7 @@ impl Cache {
                     key.as_str()
                 ))
             })?;
-        self.count(lookup);
+        self.count(lookup, asked_l2);
         Ok((entry, lookup))
     }
 
@@ -170,8 +186,7 @@ impl Cache {
         tags: &[String],
         current: Option<Arc<CachedBody>>,
         load: F,
-        lookup: &mut Lookup,
-        failure: &mut Option<AppError>,
+        report: &mut RefreshReport,
     ) -> Op<Arc<CachedBody>>
     where
         F: FnOnce() -> Fut,
@@ -182,6 +197,7 @@ impl Cache {
             Some(l2) => l2.lookup(key, tags).await,
             None => None,
         };
+        report.asked_l2 = found.is_some();
         // Another request refreshed the entry while this one waited for the lock.
         let current_is_valid = |entry: &CachedBody| match &found {
             Some(found) => entry.redis_versions.as_ref() == Some(&found.versions),
@@ -191,14 +207,14 @@ impl Cache {
             .as_ref()
             .is_some_and(|entry| entry.is_fresh(now) && current_is_valid(entry))
         {
-            *lookup = Lookup::L1Hit;
+            report.lookup = Lookup::L1Hit;
             return Op::Nop;
         }
 
         let mut stale_l2 = None;
         if let Some(entry) = found.as_ref().and_then(|found| found.entry.as_ref()) {
             if entry.is_fresh(now) {
-                *lookup = Lookup::L2Hit;
+                report.lookup = Lookup::L2Hit;
                 return Op::Put(Arc::new(entry.clone()));
             }
             stale_l2 = Some(Arc::new(entry.clone()));
@@ -213,7 +229,7 @@ impl Cache {
                     let (l2, key, entry) = (Arc::clone(l2), key.clone(), Arc::clone(&loaded));
                     tokio::spawn(async move { l2.store(&key, &entry, &found.versions).await });
                 }
-                *lookup = Lookup::Miss;
+                report.lookup = Lookup::Miss;
                 Op::Put(loaded)
             }
             Err(error) if error.is_unavailable() => {
@@ -221,19 +237,19 @@ impl Cache {
                 let in_l1 = current
                     .filter(|entry| entry.is_usable_on_error(now) && current_is_valid(entry));
                 let in_l2 = stale_l2.filter(|entry| entry.is_usable_on_error(now));
-                *lookup = Lookup::StaleOnError;
+                report.lookup = Lookup::StaleOnError;
                 match (in_l1, in_l2) {
                     (Some(l1), Some(l2)) if l2.stored_at_ms > l1.stored_at_ms => Op::Put(l2),
                     (Some(_), _) => Op::Nop,
                     (None, Some(l2)) => Op::Put(l2),
                     (None, None) => {
-                        *failure = Some(error);
+                        report.failure = Some(error);
                         Op::Nop
                     }
                 }
             }
             Err(error) => {
-                *failure = Some(error);
+                report.failure = Some(error);
                 Op::Nop
             }
         }
@@ -259,7 +275,8 @@ impl Cache {
         }
     }
 
-    fn count(&self, lookup: Lookup) {
+    /// Counts one lookup; L2 counts only when Redis was asked, not while its breaker skipped it.
+    fn count(&self, lookup: Lookup, asked_l2: bool) {
         let counters = &self.counters;
         let add = |counter: &AtomicU64| counter.fetch_add(1, Ordering::Relaxed);
         if lookup == Lookup::L1Hit {
@@ -267,7 +284,7 @@ impl Cache {
             return;
         }
         add(&counters.l1_misses);
-        if self.l2.is_some() {
+        if asked_l2 {
             if lookup == Lookup::L2Hit {
                 add(&counters.l2_hits);
             } else {

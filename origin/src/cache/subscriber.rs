@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::l1::L1Store;
-use super::l2::{parse_invalidation, L2Store};
+use super::l2::{parse_invalidation, L2Store, FLUSH_ALL};
 
 /// Pause before reconnecting after the subscription drops; doubled up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -83,8 +83,12 @@ fn apply(l1: &L1Store, own_instance: &str, payload: &[u8]) {
         );
         return;
     };
-    // This instance bumped its own L1 when it wrote.
-    if sender != own_instance {
+    if tags.contains(&FLUSH_ALL) {
+        // Sent after an outage too long to remember each tag, by any instance, this one included.
+        l1.clear();
+        tracing::info!(sender, "cleared L1 on a flush message");
+    } else if sender != own_instance {
+        // This instance bumped its own L1 when it wrote.
         l1.invalidate_tags(tags);
     }
 }

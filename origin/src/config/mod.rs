@@ -102,7 +102,7 @@ pub struct Config {
     pub environment: Environment,
     /// Folder for the default SQLite file and the development JWT secret.
     pub data_dir: PathBuf,
-    /// Time each stage of the built-in generation provider takes, to stand in for real model latency.
+    /// Time the built-in generation provider takes per generation, to stand in for real model latency.
     pub generation_step: Duration,
     /// Extra time readiness stays at 503 after warm-up; a test aid, zero by default.
     pub warmup_hold: Duration,
@@ -278,8 +278,10 @@ impl Config {
             warmup_hold: parse_or(env, "WARMUP_HOLD_MS", Duration::ZERO, "a whole number of milliseconds", parse_millis)?,
             l1_cache_max_bytes: parse_or(env, "L1_CACHE_MAX_BYTES", 64 * 1024 * 1024, "a whole number of bytes", |v| v.parse().ok())?,
             pool: PoolSettings {
-                // 20 kept open plus 30 overflow stays under Postgres's default max_connections
-                // of 100 with room for a second instance during a blue-green deploy.
+                // 20 kept open plus 30 overflow is 50 per instance. Two instances at full
+                // overflow, as during a blue-green deploy, need 100: more than the 97 that
+                // Postgres's default max_connections leaves to ordinary users, so such a
+                // deploy should lower DB_MAX_OVERFLOW or raise max_connections.
                 size: parse_or(env, "DB_POOL_SIZE", 20, "a whole number from 1 to 500", |v| {
                     v.parse().ok().filter(|n| (1..=500).contains(n))
                 })?,
@@ -323,47 +325,60 @@ fn parse_or<T>(
 }
 
 fn redis_settings(env: &impl EnvSource) -> Result<Option<RedisSettings>, ConfigError> {
+    // Parsed even without REDIS_URL, so a typo is reported before Redis is switched on.
+    let pool_size = parse_or(
+        env,
+        "REDIS_POOL_SIZE",
+        20,
+        "a whole number from 1 to 500",
+        |v| v.parse().ok().filter(|n| (1..=500).contains(n)),
+    )?;
+    let key_prefix = parse_or(
+        env,
+        "REDIS_KEY_PREFIX",
+        "velro".to_string(),
+        "1 to 64 letters, digits, '-', '_', '.' or ':'",
+        |v| {
+            let valid = !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+            valid.then(|| v.to_string())
+        },
+    )?;
+    let timeout = parse_or(
+        env,
+        "REDIS_TIMEOUT_MS",
+        Duration::from_millis(50),
+        "a whole number of milliseconds from 1",
+        |v| parse_millis(v).filter(|timeout| !timeout.is_zero()),
+    )?;
     let Some(url) = env.get("REDIS_URL") else {
         return Ok(None);
     };
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+    if !url.starts_with("redis://") {
+        // NOTE: rediss:// (TLS) is rejected because the redis crate is built without a
+        // TLS feature; Railway's private network reaches Redis without TLS.
         return Err(ConfigError {
             name: "REDIS_URL",
-            // The URL may carry a password, so only its scheme is echoed.
-            value: url.split(':').next().unwrap_or_default().to_string() + ":...",
-            expected: "redis://HOST:PORT or rediss://HOST:PORT, optionally with a user, password and database number",
+            value: redacted_url(&url),
+            expected: "redis://[USER:PASSWORD@]HOST:PORT[/DB]; TLS (rediss://) is not built in",
         });
     }
     Ok(Some(RedisSettings {
         url: Secret::new(url),
-        pool_size: parse_or(
-            env,
-            "REDIS_POOL_SIZE",
-            20,
-            "a whole number from 1 to 500",
-            |v| v.parse().ok().filter(|n| (1..=500).contains(n)),
-        )?,
-        key_prefix: parse_or(
-            env,
-            "REDIS_KEY_PREFIX",
-            "velro".to_string(),
-            "1 to 64 letters, digits, '-', '_', '.' or ':'",
-            |v| {
-                let valid = !v.is_empty()
-                    && v.len() <= 64
-                    && v.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
-                valid.then(|| v.to_string())
-            },
-        )?,
-        timeout: parse_or(
-            env,
-            "REDIS_TIMEOUT_MS",
-            Duration::from_millis(50),
-            "a whole number of milliseconds from 1",
-            |v| parse_millis(v).filter(|timeout| !timeout.is_zero()),
-        )?,
+        pool_size,
+        key_prefix,
+        timeout,
     }))
+}
+
+/// The part of a URL that is safe to echo: its scheme. The rest may carry a password.
+fn redacted_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, _)) => format!("{scheme}://..."),
+        None => "<redacted>".to_string(),
+    }
 }
 
 fn breaker_settings(
@@ -409,16 +424,30 @@ fn default_database_url(data_dir: &Path) -> String {
 
 fn validate_database_url(url: String) -> Result<String, ConfigError> {
     let supported = ["sqlite:", "postgres://", "postgresql://"];
-    if supported.iter().any(|prefix| url.starts_with(prefix)) {
-        Ok(url)
-    } else {
-        Err(ConfigError {
+    if !supported.iter().any(|prefix| url.starts_with(prefix)) {
+        return Err(ConfigError {
             name: "DATABASE_URL",
-            // The URL may carry a password, so only its scheme is echoed.
-            value: url.split(':').next().unwrap_or_default().to_string() + ":...",
+            value: redacted_url(&url),
             expected: "sqlite://PATH?mode=rwc or postgres://USER@HOST/DB",
-        })
+        });
     }
+    // NOTE: sqlx is built without TLS, so a URL that demands it would fail at every
+    // warm-up retry; it is rejected here instead.
+    let requires_tls = [
+        "sslmode=require",
+        "sslmode=verify-ca",
+        "sslmode=verify-full",
+    ]
+    .iter()
+    .any(|mode| url.contains(mode));
+    if requires_tls {
+        return Err(ConfigError {
+            name: "DATABASE_URL",
+            value: redacted_url(&url),
+            expected: "a postgres:// URL without sslmode=require or verify-*; TLS to Postgres is not built in",
+        });
+    }
+    Ok(url)
 }
 
 fn parse_allowed_origins(value: &str) -> Option<AllowedOrigins> {

@@ -198,7 +198,7 @@ fn redis_url_error_hides_credentials() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.starts_with("invalid REDIS_URL=\"http:...\""),
+        error.starts_with("invalid REDIS_URL=\"http://...\""),
         "{error}"
     );
     assert!(!error.contains("pw"), "{error}");
@@ -223,4 +223,46 @@ fn breaker_settings_reject_zero() {
         error.starts_with("invalid REDIS_BREAKER_RESET_MS=\"0\""),
         "{error}"
     );
+}
+
+#[test]
+fn url_without_scheme_is_not_echoed() {
+    let error = Config::from_source(&[("REDIS_URL", "hunter2secretpassword")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("invalid REDIS_URL=\"<redacted>\""),
+        "{error}"
+    );
+    let error = Config::from_source(&[("DATABASE_URL", "hunter2secretpassword")])
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains("hunter2"), "{error}");
+}
+
+#[test]
+fn tls_urls_are_rejected() {
+    let error = Config::from_source(&[("REDIS_URL", "rediss://:pw@cache:6380")])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("TLS"), "{error}");
+    assert!(!error.contains(":pw@"), "{error}");
+    let error =
+        Config::from_source(&[("DATABASE_URL", "postgres://u:pw@db/velro?sslmode=require")])
+            .unwrap_err()
+            .to_string();
+    assert!(error.contains("TLS"), "{error}");
+    assert!(!error.contains(":pw@"), "{error}");
+}
+
+#[test]
+fn redis_variables_checked_without_url() {
+    let error = Config::from_source(&[("REDIS_TIMEOUT_MS", "0")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("invalid REDIS_TIMEOUT_MS=\"0\""),
+        "{error}"
+    );
+    assert!(Config::from_source(&[("REDIS_KEY_PREFIX", "a b")]).is_err());
 }

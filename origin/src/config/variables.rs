@@ -51,7 +51,7 @@ pub const VARIABLES: &[Variable] = &[
     variable("REDIS_BREAKER_RESET_MS", "1000", "Milliseconds the Redis breaker stays open before a probe tries Redis again."),
     variable("L1_CACHE_MAX_BYTES", "67108864", "Upper bound of the in-process cache, in bytes of cached bodies."),
     variable("HOT_SET_SIZE", "100", "Most recently active users whose profile and first generation page warm-up pre-loads."),
-    variable("GENERATION_STEP_MS", "500", "Milliseconds each stage of the built-in generation provider takes."),
+    variable("GENERATION_STEP_MS", "500", "Milliseconds the built-in generation provider takes per generation."),
     variable("WARMUP_HOLD_MS", "0", "Extra milliseconds readiness stays 503 after warm-up; a test aid."),
 ];
 

@@ -62,5 +62,21 @@ async fn update_profile(
         .cache
         .invalidate(&policy::invalidations("PATCH", "/users/profile", &user.id))
         .await;
-    Ok(Json(row.to_api()))
+    // Written through to the cache: the next read is a hit, and is still served
+    // if the database fails right after this write.
+    let profile = row.to_api();
+    let cached = reads::respond(
+        &state,
+        &ReadRequest::get("/users/profile"),
+        Some(&user.id),
+        || {
+            let profile = profile.clone();
+            async move { Ok(profile) }
+        },
+    )
+    .await;
+    if let Err(error) = cached {
+        tracing::debug!(user_id = %user.id, %error, "caching the updated profile failed");
+    }
+    Ok(Json(profile))
 }

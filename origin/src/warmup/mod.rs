@@ -156,7 +156,8 @@ async fn run_steps(state: &AppState) -> Vec<WarmupStep> {
     steps
 }
 
-/// Runs a step that only applies when `applies`; a failure is reported as `degraded`.
+/// Runs a step that only applies when `applies`. A failure is reported as
+/// `degraded` and logged as a warning, because the server works without it.
 async fn optional_step(
     name: &str,
     applies: bool,
@@ -165,11 +166,26 @@ async fn optional_step(
     if !applies {
         return None;
     }
-    let mut report = step(name, work).await;
-    if report.outcome == StepOutcome::Failed {
-        report.outcome = StepOutcome::Degraded;
-    }
-    Some(report)
+    let started = Instant::now();
+    let outcome = work.await;
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (outcome, error) = match outcome {
+        Ok(()) => {
+            tracing::info!(step = name, duration_ms, "warm-up step finished");
+            (StepOutcome::Ok, None)
+        }
+        Err(error) => {
+            let error = error_chain(error.as_ref());
+            tracing::warn!(step = name, duration_ms, %error, "optional warm-up step failed; serving without it");
+            (StepOutcome::Degraded, Some(error))
+        }
+    };
+    Some(WarmupStep {
+        name: name.to_string(),
+        outcome,
+        duration_ms: Some(duration_ms),
+        error,
+    })
 }
 
 /// Runs one named step, timing and logging it.

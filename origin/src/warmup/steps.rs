@@ -12,7 +12,7 @@ use crate::http::{generations as generation_routes, models, users as user_routes
 /// Concurrent batches of hot queries run at warm-up.
 const PREPARE_BATCHES: u32 = 4;
 /// How long warm-up waits for the invalidation subscription before it reports the step degraded.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Hot-set users loaded at once, so pre-loading does not take every pool connection.
 const HOT_SET_CONCURRENCY: usize = 4;
 
