@@ -40,6 +40,9 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(15);
 const REDIS_BREAKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the origin may take to exit after SIGTERM.
+// NOTE: the origin takes about 28 s here, because shutdown waits for the generation
+// workers, whose database call started before SIGTERM and waits out DB_POOL_TIMEOUT
+// (30 s). This bound therefore has only 1-2 s of margin.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a finished generation's detail read may take to become an L1 hit,
