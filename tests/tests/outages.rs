@@ -39,11 +39,10 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a Redis breaker may take to change state after Redis stops or resumes.
 const REDIS_BREAKER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the origin may take to exit after SIGTERM.
-// NOTE: the origin takes about 28 s here, because shutdown waits for the generation
-// workers, whose database call started before SIGTERM and waits out DB_POOL_TIMEOUT
-// (30 s). This bound therefore has only 1-2 s of margin.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the origin may take to exit after SIGTERM: it waits at most 5 s for the
+/// generation workers and 5 s for the pool to close, far less than the 30 s that a
+/// worker's database call can wait for a connection during the outage.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long a finished generation's detail read may take to become an L1 hit,
 /// after the worker's last invalidation.

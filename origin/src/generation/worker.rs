@@ -24,6 +24,8 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const STALE_RUNNING_AFTER: Duration = Duration::from_secs(300);
 /// Pause after a database error, so an outage does not become a busy loop.
 const ERROR_BACKOFF: Duration = Duration::from_secs(2);
+/// How long shutdown waits for the workers before it aborts them.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often worker 0 looks for generations left `running` past [`STALE_RUNNING_AFTER`].
 const REQUEUE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -37,7 +39,20 @@ impl WorkerHandle {
     /// Asks the workers to stop after their current generation, and waits for them.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let joined = tokio::time::timeout(STOP_TIMEOUT, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if joined.is_err() {
+            // A worker stuck in a database call, say waiting out DB_POOL_TIMEOUT in an
+            // outage, would hold the process open. Its generation stays `running`
+            // and is requeued as abandoned later.
+            tracing::warn!(
+                timeout_s = STOP_TIMEOUT.as_secs(),
+                "generation workers did not stop in time; aborting them"
+            );
+            self.tasks.shutdown().await;
+        }
     }
 }
 
