@@ -39,9 +39,9 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a Redis breaker may take to change state after Redis stops or resumes.
 const REDIS_BREAKER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the origin may take to exit after SIGTERM: it waits at most 5 s for the
-/// generation workers and 5 s for the pool to close, far less than the 30 s that a
-/// worker's database call can wait for a connection during the outage.
+/// How long the origin may take to exit after SIGTERM. It waits at most 5 s for the
+/// generation workers and 5 s for the pool to close. A worker's database call can
+/// wait 30 s for a connection during the outage, so this bound catches that wait.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long a finished generation's detail read may take to become an L1 hit,

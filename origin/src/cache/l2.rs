@@ -29,13 +29,13 @@ use super::entry::CachedBody;
 use crate::breaker::CircuitBreaker;
 use crate::config::RedisSettings;
 
-/// Longest an entry stays in Redis, whatever its policy allows.
+/// Maximum time an entry stays in Redis, whatever its policy allows.
 const MAX_RETENTION_SECONDS: u64 = 86_400;
 /// Lifetime of a tag version key, set again by every invalidation. Longer than
 /// [`MAX_RETENTION_SECONDS`], so a version usually outlives the entries stored under it.
 const TAG_RETENTION_SECONDS: u64 = 2 * MAX_RETENTION_SECONDS;
 
-/// What one lookup found.
+/// Result of one lookup.
 #[derive(Debug)]
 pub struct L2Lookup {
     /// The entry, when one exists and no write has touched its tags since it was stored.
@@ -140,7 +140,7 @@ impl L2Store {
     }
 
     /// Runs one command on the next connection within the timeout, ignoring the
-    /// breaker, and records the outcome on it when `record` says so.
+    /// breaker, and records the outcome on it when `record` is [`Record::Outcome`].
     async fn execute<T, F, Fut>(&self, what: &'static str, record: Record, command: F) -> Option<T>
     where
         F: FnOnce(ConnectionManager) -> Fut,

@@ -1,8 +1,8 @@
 //! The read cache: L1 in process, then L2 in Redis when `REDIS_URL` is set, then the database.
 //!
 //! A lookup serves a fresh L1 entry once Redis confirms that no write has touched
-//! its tags since it was loaded: a write on another instance bumps the versions
-//! in Redis before it responds, while its pub/sub message may reach this instance
+//! its tags since it was loaded. A write on another instance bumps the versions
+//! in Redis before it responds, but its pub/sub message may reach this instance
 //! a moment after the client's next request. Without Redis, or while its breaker
 //! is open, a fresh L1 entry is served as it is. Otherwise the lookup takes the key's lock in
 //! L1, so concurrent misses on one key wait for one load instead of each making a
@@ -32,7 +32,7 @@ pub use subscriber::Subscription;
 use crate::error::AppError;
 use l1::L1Store;
 
-/// Where a lookup's response came from.
+/// Source of a lookup's response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
     /// A fresh entry in this process.
@@ -45,7 +45,7 @@ pub enum Lookup {
     StaleOnError,
 }
 
-/// What the per-key refresh found, reported out of moka's compute closure.
+/// Outcome of the per-key refresh, reported out of moka's compute closure.
 struct RefreshReport {
     lookup: Lookup,
     /// The loader's error, when no stale entry could stand in for it.
