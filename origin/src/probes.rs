@@ -1,6 +1,6 @@
 //! Background checks that move the circuit breakers: a heartbeat that opens the
-//! database breaker when the database stops answering, and the probes that close
-//! each breaker once its dependency answers again.
+//! database breaker when the database stops responding, and the probes that close
+//! each breaker once its dependency responds again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the database heartbeat runs while the breaker is closed, and how long one may take.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Starts the probes that close the database and Redis breakers once their dependency answers again.
+/// Starts the probes that close the database and Redis breakers once their dependency responds again.
 pub fn spawn(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut probes = vec![spawn_database_heartbeat(
         state.db.clone(),

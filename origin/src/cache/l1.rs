@@ -9,7 +9,7 @@
 //! read looks, which closes the race a plain delete would leave open.
 //!
 //! Entries outlive their freshness by the policy's stale-if-error window, so a
-//! read can still be answered while the database is down.
+//! read can still be served while the database is down.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use velro_shared::policy::CacheKey;
 
 use super::entry::CachedBody;
 
-/// Longest an entry stays in L1, whatever its policy allows.
+/// Maximum time an entry stays in L1, whatever its policy allows.
 const MAX_RETENTION_SECONDS: u64 = 86_400;
 
 /// Most tags whose versions are remembered; a forgotten tag restarts at a fresh version, which only costs misses.

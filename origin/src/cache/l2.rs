@@ -422,8 +422,8 @@ impl L2Store {
             redis::cmd("PING").query_async(&mut connection),
         )
         .await
-        .map_err(|_| anyhow::anyhow!("Redis did not answer PING in time"))??;
-        anyhow::ensure!(reply == "PONG", "Redis answered PING with {reply:?}");
+        .map_err(|_| anyhow::anyhow!("Redis did not respond to PING in time"))??;
+        anyhow::ensure!(reply == "PONG", "Redis responded to PING with {reply:?}");
         Ok(())
     }
 }
@@ -440,7 +440,7 @@ enum Record {
 /// which turns every L2 entry into a miss.
 const MAX_PENDING_TAGS: usize = 10_000;
 
-/// The tag that tells subscribers to clear their whole L1.
+/// The tag that makes subscribers clear their whole L1.
 pub const FLUSH_ALL: &str = "*";
 
 /// Invalidations that Redis has not taken yet.

@@ -81,7 +81,7 @@ pub(super) async fn check_password_hasher(state: &AppState) -> anyhow::Result<()
         .map_err(anyhow::Error::from)
 }
 
-/// Checks that Redis answers.
+/// Checks that Redis responds to PING.
 pub(super) async fn ping_redis(state: &AppState) -> anyhow::Result<()> {
     match state.cache.l2() {
         Some(l2) => l2.ping().await,
