@@ -76,3 +76,23 @@ ensure_redis() {
     done
     return 1
 }
+
+# Builds velro-shared for wasm32-unknown-unknown, the edge worker's target, so the
+# promise that it compiles there is checked. rustup's prebuilt target is used when
+# rustup can add it. Otherwise Debian's rustc-web, rust-web-src and lld-22 build
+# the standard library from source, which needs RUSTC_BOOTSTRAP for -Zbuild-std.
+build_shared_wasm() {
+    if command -v rustup >/dev/null 2>&1 \
+        && { rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
+            || rustup target add wasm32-unknown-unknown >/dev/null 2>&1; }; then
+        cargo build --locked -p velro-shared --target wasm32-unknown-unknown
+        return
+    fi
+    if ! [ -d /usr/lib/rustlib/src/rust/library ] || ! [ -x /usr/bin/rust-lld ]; then
+        install_packages rustc-web cargo-web rust-web-src lld-22 \
+            || die "cannot add the wasm32-unknown-unknown target: rustup failed, and Debian's rustc-web packages cannot be installed"
+    fi
+    # Debian's cargo and rustc come first, so that build-std uses their matching library sources.
+    PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 /usr/bin/cargo build --locked -p velro-shared \
+        --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort --target-dir target/wasm32-build-std
+}
