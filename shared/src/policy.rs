@@ -364,7 +364,8 @@ pub enum KeyError {
 /// an empty query are dropped, and percent-encoding is kept as given. Examples:
 /// `GET /models`, `GET /generations?limit=20&status=queued user=<uid>`.
 ///
-/// `query` is the raw query string without the leading `?`. A generation detail's
+/// `query` is the raw query string without the leading `?`; routes other than the
+/// generation list take no parameters, so their key leaves it out. A generation detail's
 /// key does not depend on its status, because every status has a private policy.
 pub fn cache_key(
     method: &str,
@@ -389,7 +390,12 @@ pub fn cache_key(
     // The key uses spaces as separators, so a space in the path or query could make
     // two different requests share a key. A valid request target has none.
     let path = matched.normalized_path();
-    let query = query.unwrap_or("");
+    // Only the generation list reads its query string. On every other route a query
+    // would only add keys for the same response, and the origin ignores it as well.
+    let query = match matched.route {
+        Route::Generations => query.unwrap_or(""),
+        _ => "",
+    };
     if has_separator_chars(&path) || has_separator_chars(query) {
         return Err(KeyError::NotCacheable);
     }
@@ -885,30 +891,36 @@ mod tests {
     #[test]
     fn cache_key_sorts_query_by_name_then_value() {
         assert_eq!(
-            key("GET", "/models", Some("b=2&a=2&a=1"), None),
-            "GET /models?a=1&a=2&b=2"
+            key("GET", "/generations", Some("b=2&a=2&a=1"), Some("u1")),
+            "GET /generations?a=1&a=2&b=2 user=u1"
         );
         assert_eq!(
-            key("GET", "/models", Some("a=1&ab=0"), None),
-            "GET /models?a=1&ab=0"
+            key("GET", "/generations", Some("a=1&ab=0"), Some("u1")),
+            "GET /generations?a=1&ab=0 user=u1"
         );
         assert_eq!(
-            key("GET", "/models", Some("flag&a=1"), None),
-            "GET /models?a=1&flag"
+            key("GET", "/generations", Some("flag&a=1"), Some("u1")),
+            "GET /generations?a=1&flag user=u1"
         );
         assert_eq!(
-            key("GET", "/models", Some("a=&a"), None),
-            "GET /models?a&a="
+            key("GET", "/generations", Some("a=&a"), Some("u1")),
+            "GET /generations?a&a= user=u1"
         );
     }
 
     #[test]
     fn cache_key_drops_empty_query() {
-        assert_eq!(key("GET", "/models", Some(""), None), "GET /models");
-        assert_eq!(key("GET", "/models", Some("&&"), None), "GET /models");
         assert_eq!(
-            key("GET", "/models", Some("&x=1&"), None),
-            "GET /models?x=1"
+            key("GET", "/generations", Some(""), Some("u1")),
+            "GET /generations user=u1"
+        );
+        assert_eq!(
+            key("GET", "/generations", Some("&&"), Some("u1")),
+            "GET /generations user=u1"
+        );
+        assert_eq!(
+            key("GET", "/generations", Some("&x=1&"), Some("u1")),
+            "GET /generations?x=1 user=u1"
         );
     }
 
@@ -924,8 +936,21 @@ mod tests {
             "GET /generations?cursor=a%2Fb&status=queued user=u1"
         );
         assert_ne!(
-            key("GET", "/models", Some("q=%41"), None),
-            key("GET", "/models", Some("q=A"), None)
+            key("GET", "/generations", Some("q=%41"), Some("u1")),
+            key("GET", "/generations", Some("q=A"), Some("u1"))
+        );
+    }
+
+    #[test]
+    fn cache_key_ignores_query_without_parameters() {
+        assert_eq!(key("GET", "/models", Some("b=2&a=1"), None), "GET /models");
+        assert_eq!(
+            key("GET", "/users/profile", Some("x=1"), Some("u1")),
+            "GET /users/profile user=u1"
+        );
+        assert_eq!(
+            key("GET", "/projects/p1", Some("a b"), Some("u1")),
+            "GET /projects/p1 user=u1"
         );
     }
 
@@ -965,7 +990,7 @@ mod tests {
             Err(KeyError::NotCacheable)
         );
         assert_eq!(
-            cache_key("GET", "/models", Some("a=1 user=u2"), None),
+            cache_key("GET", "/generations", Some("a=1 user=u2"), Some("u1")),
             Err(KeyError::NotCacheable)
         );
         assert_eq!(
