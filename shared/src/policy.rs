@@ -364,9 +364,10 @@ pub enum KeyError {
 /// an empty query are dropped, and percent-encoding is kept as given. Examples:
 /// `GET /models`, `GET /generations?limit=20&status=queued user=<uid>`.
 ///
-/// `query` is the raw query string without the leading `?`; routes other than the
-/// generation list take no parameters, so their key leaves it out. A generation detail's
-/// key does not depend on its status, because every status has a private policy.
+/// `query` is the raw query string without the leading `?`. Only the generation list
+/// takes parameters, so on every other route the key leaves the query out. A
+/// generation detail's key does not depend on its status, because every status has
+/// a private policy.
 pub fn cache_key(
     method: &str,
     path: &str,
