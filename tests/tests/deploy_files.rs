@@ -31,9 +31,11 @@ const TUNING_BLOCK: &str = "tuning";
 /// They hold secrets, so `railway.toml`, which is committed, must not list them.
 const SECRET_VARIABLES: [&str; 3] = ["DATABASE_URL", "REDIS_URL", "JWT_SECRET"];
 
-/// Pool sizes the test server keeps at the harness's small values, because the
-/// tests run in parallel against one Postgres server and its connection limit.
-const HARNESS_POOL_VARIABLES: [&str; 2] = ["DB_POOL_SIZE", "DB_MAX_OVERFLOW"];
+/// Variables the test server keeps at the harness's values. The pool sizes stay
+/// small because the tests run in parallel against one Postgres server and its
+/// connection limit. The key prefix stays unique per test, so this test leaves no
+/// keys under the production prefix in a shared Redis.
+const HARNESS_VARIABLES: [&str; 3] = ["DB_POOL_SIZE", "DB_MAX_OVERFLOW", "REDIS_KEY_PREFIX"];
 
 /// Top-level tables in Railway's config-as-code reference.
 const RAILWAY_TOP_LEVEL_KEYS: [&str; 3] = ["build", "deploy", "environments"];
@@ -248,7 +250,7 @@ async fn health_checks_pass_with_railway_settings() {
     let mut builder = TestApp::builder();
     for block in railway_variable_blocks(&railway_text()) {
         for (name, value) in block.variables {
-            if !HARNESS_POOL_VARIABLES.contains(&name.as_str()) {
+            if !HARNESS_VARIABLES.contains(&name.as_str()) {
                 builder = builder.env(&name, &value);
             }
         }
