@@ -46,9 +46,9 @@ ensure_postgres() {
     return 1
 }
 
-# Returns zero when a Redis server answers PING on 127.0.0.1:$1, using bash's
+# Returns zero when a Redis server responds to PING on 127.0.0.1:$1, using bash's
 # /dev/tcp so that redis-cli is not needed.
-redis_answers() {
+redis_responds() {
     local reply
     exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || return 1
     printf 'PING\r\n' >&3
@@ -57,21 +57,21 @@ redis_answers() {
     [ "${reply%$'\r'}" = "+PONG" ]
 }
 
-# Starts a Redis server on 127.0.0.1:6379 when none answers there, installing the
+# Starts a Redis server on 127.0.0.1:6379 when none responds there, installing the
 # Debian package first when redis-server is missing. The fault tests also need
 # redis-server, to start throwaway servers of their own. Returns non-zero when no
-# server answers afterwards.
+# server responds afterwards.
 ensure_redis() {
     if ! command -v redis-server >/dev/null 2>&1; then
         install_packages redis-server || return 1
     fi
-    redis_answers 6379 && return 0
+    redis_responds 6379 && return 0
     echo "==> starting Redis"
     # Like the machine's own service: loopback only, and nothing kept on disk.
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
         --dir "${TMPDIR:-/tmp}" --logfile "${TMPDIR:-/tmp}/velro-redis.log" >/dev/null || return 1
     for _ in $(seq 1 30); do
-        redis_answers 6379 && return 0
+        redis_responds 6379 && return 0
         sleep 0.2
     done
     return 1

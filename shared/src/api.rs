@@ -257,7 +257,7 @@ pub struct Readiness {
     pub steps: Vec<WarmupStep>,
     /// Wall time of the whole warm-up, in milliseconds, once finished.
     pub total_ms: Option<f64>,
-    /// Why a warmed-up server is not ready, such as an unreachable database.
+    /// Reason a warmed-up server is not ready, such as an unreachable database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

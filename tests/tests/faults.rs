@@ -831,17 +831,10 @@ async fn write_during_redis_outage_is_seen_after_recovery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_cut_serves_stale_reads_and_recovers() {
     let builder = TestApp::builder();
-    let (Some(server_url), Some(database)) = (
-        builder.sandbox().postgres_server_url().map(str::to_owned),
-        builder
-            .sandbox()
-            .postgres_database_name()
-            .map(str::to_owned),
+    let Some((server_url, database)) = builder.sandbox().postgres_or_skip(
+        "database_cut_serves_stale_reads_and_recovers",
+        "cuts a Postgres database",
     ) else {
-        eprintln!(
-            "skipping database_cut_serves_stale_reads_and_recovers: it cuts a Postgres \
-             database; set VELRO_TEST_POSTGRES_URL to run it"
-        );
         return;
     };
     let redis = ThrowawayRedis::start().await;

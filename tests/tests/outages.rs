@@ -115,17 +115,10 @@ fn has_param(params: &[String], param: &str) -> bool {
 /// Returns `None` without Postgres, after printing that `test` is skipped.
 async fn spawn_behind_proxy(test: &str) -> Option<(TestApp, TcpProxy)> {
     let builder = TestApp::builder();
-    let (Some(server_url), Some(database)) = (
-        builder.sandbox().postgres_server_url().map(str::to_owned),
-        builder
-            .sandbox()
-            .postgres_database_name()
-            .map(str::to_owned),
-    ) else {
-        eprintln!(
-            "skipping {test}: it puts a proxy in front of a Postgres server; set \
-             VELRO_TEST_POSTGRES_URL to run it"
-        );
+    let Some((server_url, database)) = builder
+        .sandbox()
+        .postgres_or_skip(test, "puts a proxy in front of a Postgres server")
+    else {
         return None;
     };
 
@@ -409,17 +402,10 @@ async fn generation_delete_during_redis_outage_survives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profile_readable_after_write_and_cut() {
     let builder = TestApp::builder();
-    let (Some(server_url), Some(database)) = (
-        builder.sandbox().postgres_server_url().map(str::to_owned),
-        builder
-            .sandbox()
-            .postgres_database_name()
-            .map(str::to_owned),
+    let Some((server_url, database)) = builder.sandbox().postgres_or_skip(
+        "profile_readable_after_write_and_cut",
+        "cuts a Postgres database",
     ) else {
-        eprintln!(
-            "skipping profile_readable_after_write_and_cut: it cuts a Postgres database; set \
-             VELRO_TEST_POSTGRES_URL to run it"
-        );
         return;
     };
     let app = builder.spawn().await;

@@ -112,7 +112,7 @@ fn secret_debug_is_redacted() {
     );
 }
 
-/// An environment that records every variable the parser asks for.
+/// An environment that records every variable the parser requests.
 struct RecordingEnv {
     values: Vec<(&'static str, &'static str)>,
     requested: std::cell::RefCell<Vec<String>>,

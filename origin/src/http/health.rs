@@ -40,7 +40,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
-/// Returns 200 once warm-up has finished and while the database answers, and 503 otherwise,
+/// Returns 200 once warm-up has finished and while the database responds to a ping, and 503 otherwise,
 /// so a load balancer stops sending writes to an instance that cannot take them.
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let mut report = state.readiness.report();
@@ -69,11 +69,11 @@ async fn check_database(state: &AppState) -> Result<(), String> {
             if AppError::from(error).is_unavailable() {
                 state.db_breaker.record_failure();
             }
-            Err("the database did not answer a ping".to_string())
+            Err("the database ping failed".to_string())
         }
         Err(_) => {
             state.db_breaker.record_failure();
-            Err("the database did not answer a ping in time".to_string())
+            Err("the database ping timed out".to_string())
         }
     }
 }

@@ -48,7 +48,7 @@ pub async fn request_context(
             cause: None,
         })
     } else if needs_closed_database(&state, &method, &path) {
-        // Reads go on: the cache may still answer them from a stale entry.
+        // Reads go on, because the cache may still serve them from a stale entry.
         error_response(ErrorInfo {
             code: ErrorCode::ServiceUnavailable,
             message: "the database is unavailable; retry shortly".to_string(),

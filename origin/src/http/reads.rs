@@ -1,11 +1,11 @@
 //! Cacheable reads: L1 lookup, entity tags, conditional requests and caching headers.
 //!
 //! A handler for a cacheable GET hands its loader to [`respond`]. The loader
-//! runs only when neither cache level has the entry fresh; its rendered body is
+//! runs only when neither cache level has the entry fresh. Its rendered body is
 //! stored with a weak entity tag and the policy that `velro-shared` gives the
 //! route, so the origin and the edge send the same `Cache-Control` for the same
 //! response. While the database breaker is open the loader is not called at all,
-//! and a stale entry inside its stale-if-error window answers instead.
+//! and a stale entry inside its stale-if-error window is served instead.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -131,7 +131,7 @@ where
             let (value, policy) = match load(matched.policy).await {
                 Ok(loaded) => loaded,
                 Err(AppError::DatabaseUnavailable(error)) => {
-                    // Counted here, because a stale entry may answer and hide the error from the middleware.
+                    // Counted here, because a stale entry may be served and hide the error from the middleware.
                     state.db_breaker.record_failure();
                     return Err(AppError::Unavailable {
                         reason: format!("loading {} failed: {error}", read.path),

@@ -337,7 +337,7 @@ pub fn parse_railway_config(text: &str) -> RailwayConfig {
     toml::from_str(text).unwrap_or_else(|error| panic!("railway.toml is invalid: {error}"))
 }
 
-/// Returns the top-level keys of `railway.toml`, for checking that Railway knows each one.
+/// Returns the top-level keys of `railway.toml`, for checking that Railway documents each one.
 pub fn railway_top_level_keys(text: &str) -> Vec<String> {
     let table: toml::Table =
         toml::from_str(text).unwrap_or_else(|error| panic!("railway.toml is invalid: {error}"));

@@ -240,6 +240,20 @@ impl Sandbox {
             .map(|database| database.name.as_str())
     }
 
+    /// Returns the Postgres server URL and database name of this sandbox, or prints
+    /// that `test` is skipped and returns `None` when the tests run on SQLite.
+    pub fn postgres_or_skip(&self, test: &str, needs: &str) -> Option<(String, String)> {
+        match (self.postgres_server_url(), self.postgres_database_name()) {
+            (Some(server_url), Some(database)) => {
+                Some((server_url.to_owned(), database.to_owned()))
+            }
+            _ => {
+                eprintln!("skipping {test}: it {needs}; set {POSTGRES_URL_ENV} to run it");
+                None
+            }
+        }
+    }
+
     /// URL of the Redis server from [`REDIS_URL_ENV`], when set.
     pub fn redis_url(&self) -> Option<&str> {
         self.redis_url.as_deref()

@@ -106,7 +106,7 @@ impl ThrowawayRedis {
     }
 
     /// Freezes the server with SIGSTOP. The kernel still accepts connections on its
-    /// port, but no command gets an answer until [`ThrowawayRedis::resume`].
+    /// port, but no command gets a reply until [`ThrowawayRedis::resume`].
     pub fn pause(&self) {
         self.signal("STOP");
     }
