@@ -115,12 +115,9 @@ fn has_param(params: &[String], param: &str) -> bool {
 /// Returns `None` without Postgres, after printing that `test` is skipped.
 async fn spawn_behind_proxy(test: &str) -> Option<(TestApp, TcpProxy)> {
     let builder = TestApp::builder();
-    let Some((server_url, database)) = builder
+    let (server_url, database) = builder
         .sandbox()
-        .postgres_or_skip(test, "puts a proxy in front of a Postgres server")
-    else {
-        return None;
-    };
+        .postgres_or_skip(test, "puts a proxy in front of a Postgres server")?;
 
     let proxy = TcpProxy::start(local_postgres_port(&server_url)).await;
     let mut builder = builder.env("DATABASE_URL", &proxy.database_url(&server_url, &database));
