@@ -291,6 +291,26 @@ pub fn generation_policy(status: GenerationStatus) -> CachePolicy {
     }
 }
 
+/// Picks the policy under which a cache stores a 200 response of `matched`.
+///
+/// A generation detail's policy depends on the `status` field of its body, as in
+/// [`generation_policy`]. When the body has no readable status, the route's own
+/// policy (that of a running generation) applies, which is the shortest.
+pub fn stored_policy(matched: &RouteMatch<'_>, body: &[u8]) -> CachePolicy {
+    #[derive(serde::Deserialize)]
+    struct StatusField {
+        status: GenerationStatus,
+    }
+
+    if matched.route != Route::Generation {
+        return matched.policy;
+    }
+    match serde_json::from_slice::<StatusField>(body) {
+        Ok(field) => generation_policy(field.status),
+        Err(_) => matched.policy,
+    }
+}
+
 /// Renders the browser-facing `Cache-Control` header value of a response.
 pub fn cache_control(policy: &CachePolicy) -> String {
     let mut value = match policy.scope {
@@ -585,6 +605,26 @@ pub fn generation_changed(user_id: &str, generation_id: &str) -> Invalidation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_policy_follows_generation_status() {
+        let detail = match_route("GET", "/generations/g1").unwrap();
+        let completed = br#"{"id":"g1","status":"completed","prompt":"x"}"#;
+        let failed = br#"{"id":"g1","status":"failed"}"#;
+        assert_eq!(
+            stored_policy(&detail, completed),
+            generation_policy(GenerationStatus::Completed)
+        );
+        assert_eq!(
+            stored_policy(&detail, failed),
+            generation_policy(GenerationStatus::Failed)
+        );
+        assert_eq!(stored_policy(&detail, b"not json"), detail.policy);
+        assert_eq!(stored_policy(&detail, br#"{"status":"done"}"#), detail.policy);
+
+        let profile = match_route("GET", "/users/profile").unwrap();
+        assert_eq!(stored_policy(&profile, completed), profile.policy);
+    }
 
     const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use velro_shared::cors::AllowedOrigins;
 use velro_shared::routing::Region;
 
 pub mod variables;
@@ -73,15 +74,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
     }
-}
-
-/// Origins a browser may call the API from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AllowedOrigins {
-    /// `*`: any origin, and therefore without credentials (the CORS spec forbids both together).
-    Any,
-    /// An explicit list of `scheme://host[:port]` origins; credentials are allowed.
-    List(Vec<String>),
 }
 
 /// Shortest JWT secret accepted, in bytes: HS256 needs a key at least as long as its 256-bit output.
@@ -263,7 +255,7 @@ impl Config {
                 "ALLOWED_ORIGINS",
                 AllowedOrigins::List(vec!["http://localhost:3000".into(), "http://localhost:5173".into()]),
                 "`*` alone, or a comma-separated list of origins such as https://app.velro.ai,http://localhost:3000",
-                parse_allowed_origins,
+                AllowedOrigins::parse,
             )?,
             log_level: env.get("LOG_LEVEL").unwrap_or_else(|| "info".to_string()),
             log_format: parse_or(env, "LOG_FORMAT", LogFormat::Pretty, "json or pretty", |v| match v {
@@ -448,31 +440,6 @@ fn validate_database_url(url: String) -> Result<String, ConfigError> {
         });
     }
     Ok(url)
-}
-
-fn parse_allowed_origins(value: &str) -> Option<AllowedOrigins> {
-    if value == "*" {
-        return Some(AllowedOrigins::Any);
-    }
-    let mut origins = Vec::new();
-    for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-        if !is_origin(origin) {
-            return None;
-        }
-        origins.push(origin.trim_end_matches('/').to_string());
-    }
-    (!origins.is_empty()).then_some(AllowedOrigins::List(origins))
-}
-
-/// Whether `value` is a serialised origin: a scheme, a host and an optional port, with no path.
-fn is_origin(value: &str) -> bool {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return false;
-    };
-    let rest = rest.trim_end_matches('/');
-    matches!(scheme, "http" | "https")
-        && !rest.is_empty()
-        && !rest.contains(['/', '?', '#', '*', ' '])
 }
 
 #[cfg(test)]

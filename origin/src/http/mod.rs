@@ -14,11 +14,12 @@ pub mod users;
 mod validate;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::Router;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use velro_shared::cors;
 use velro_shared::error::ErrorCode;
 
 use crate::app::AppState;
@@ -69,28 +70,17 @@ pub fn router(state: AppState) -> Router {
 /// CORS for browsers on the allowed origins. With `*`, credentials are never
 /// allowed, because the CORS protocol forbids that combination.
 fn cors(allowed: &AllowedOrigins) -> CorsLayer {
+    let methods: Vec<Method> = cors::ALLOWED_METHODS
+        .iter()
+        .filter_map(|method| Method::from_bytes(method.as_bytes()).ok())
+        .collect();
     let layer = CorsLayer::new()
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::IF_NONE_MATCH,
-            HeaderName::from_static("idempotency-key"),
-            X_REQUEST_ID.clone(),
-        ])
-        .expose_headers([
-            header::ETAG,
-            X_REQUEST_ID.clone(),
-            HeaderName::from_static("server-timing"),
-            HeaderName::from_static("cache-status"),
-        ])
-        .max_age(std::time::Duration::from_secs(600));
+        .allow_methods(methods)
+        .allow_headers(cors::ALLOWED_HEADERS.map(HeaderName::from_static))
+        .expose_headers(cors::EXPOSED_HEADERS.map(HeaderName::from_static))
+        .max_age(std::time::Duration::from_secs(u64::from(
+            cors::PREFLIGHT_MAX_AGE_SECS,
+        )));
     match allowed {
         AllowedOrigins::Any => layer.allow_origin(AllowOrigin::any()),
         AllowedOrigins::List(origins) => {

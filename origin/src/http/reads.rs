@@ -15,6 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use velro_shared::freshness::etag_matches;
 use velro_shared::policy::{self, CachePolicy, KeyError, Scope};
 
 use crate::app::AppState;
@@ -198,28 +199,4 @@ fn cached_response(
         headers.insert(header::AGE, HeaderValue::from(entry.age_seconds(now_ms())));
     }
     response
-}
-
-/// `If-None-Match` uses the weak comparison (RFC 9110, 13.1.2): the `W/` prefix is
-/// ignored on both sides, and `*` matches any current representation.
-fn etag_matches(if_none_match: &str, etag: &str) -> bool {
-    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
-    let current = opaque(etag);
-    if_none_match
-        .split(',')
-        .any(|candidate| candidate.trim() == "*" || opaque(candidate) == current)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn weak_comparison_ignores_prefix() {
-        assert!(etag_matches("W/\"abc\"", "W/\"abc\""));
-        assert!(etag_matches("\"abc\"", "W/\"abc\""));
-        assert!(etag_matches("\"x\", W/\"abc\"", "W/\"abc\""));
-        assert!(etag_matches("*", "W/\"abc\""));
-        assert!(!etag_matches("W/\"abd\"", "W/\"abc\""));
-    }
 }
