@@ -161,6 +161,19 @@ impl Route {
             Route::Models | Route::Health | Route::Ready => &["GET", "HEAD"],
         }
     }
+
+    /// Returns whether every method of the route needs a valid access token.
+    /// The auth routes, the catalogue and the health checks are open.
+    pub fn requires_access_token(self) -> bool {
+        matches!(
+            self,
+            Route::Profile
+                | Route::Projects
+                | Route::Project
+                | Route::Generations
+                | Route::Generation
+        )
+    }
 }
 
 /// A request matched to its route, with the `{id}` segment and the route's default policy.
