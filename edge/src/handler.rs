@@ -397,7 +397,10 @@ fn finish(
         .as_millis()
         .saturating_sub(exchange.started_ms);
     reply.append_header("server-timing", format!("edge;dur={edge_ms}"));
-    cors::decorate(reply, &config.allowed_origins, request_origin);
+    // A preflight response already carries its own CORS headers.
+    if exchange.method != "OPTIONS" {
+        cors::decorate(reply, &config.allowed_origins, request_origin);
+    }
 }
 
 #[derive(Serialize)]

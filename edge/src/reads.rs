@@ -96,10 +96,10 @@ enum StoreOutcome {
 async fn fetch_and_store(config: &EdgeConfig, read: &Read) -> (Rc<Fetched>, StoreOutcome) {
     let leader = match inflight::join(read.key.as_str()) {
         Role::Leader(leader) => Some(leader),
-        Role::Follower(receiver) => match receiver.await {
-            Ok(fetched) => return (fetched, StoreOutcome::Collapsed),
+        Role::Follower(receiver) => match inflight::follow(receiver).await {
+            Some(fetched) => return (fetched, StoreOutcome::Collapsed),
             // The leading request went away without a result; fetch without it.
-            Err(_) => None,
+            None => None,
         },
     };
 

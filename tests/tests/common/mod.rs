@@ -15,12 +15,14 @@
 //! - [`requests`]: one typed method per API request.
 //! - [`checks`]: assertions on responses, such as [`assert_error`].
 //! - [`servers`]: throwaway Redis servers, TCP proxies and database cuts for fault tests.
+//! - [`edge`]: the edge worker in workerd, in front of one or more origins.
 
 // Every test binary includes this module with `mod common;` and uses a different
 // subset of it, so each binary would otherwise warn about the parts it leaves out.
 #![allow(dead_code, unused_imports)]
 
 mod checks;
+mod edge;
 mod requests;
 mod servers;
 
@@ -33,6 +35,7 @@ use std::time::{Duration, Instant};
 pub use checks::{
     assert_error, cache_control, cache_status_params, header, header_list, max_age, parse_json,
 };
+pub use edge::{EdgeWorker, EdgeWorkerBuilder, ALLOWED_ORIGIN};
 pub use requests::{unique_email, TestUser};
 pub use servers::{cut_database, local_postgres_port, restore_database, TcpProxy, ThrowawayRedis};
 
@@ -392,6 +395,8 @@ fn delete_redis_keys(redis_url: &str, prefix: &str) -> Result<(), String> {
 pub struct TestAppBuilder {
     sandbox: Sandbox,
     env: Vec<(String, String)>,
+    /// Port to listen on; `None` picks a free one.
+    port: Option<u16>,
     /// Starts the server without `REDIS_URL`, even when [`REDIS_URL_ENV`] is set.
     without_redis: bool,
 }
@@ -403,6 +408,13 @@ impl TestAppBuilder {
             self.without_redis = false;
         }
         self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Listens on `port` instead of a free one, for a test that restarts a server
+    /// at the address another process already knows.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
         self
     }
 
@@ -469,7 +481,7 @@ impl TestAppBuilder {
     }
 
     fn start(self) -> TestApp {
-        let port = free_port();
+        let port = self.port.unwrap_or_else(free_port);
         let stdout_path = self.sandbox.path().join("stdout.log");
         let stderr_path = self.sandbox.path().join("stderr.log");
         let stdout =
@@ -561,6 +573,7 @@ impl TestApp {
         TestAppBuilder {
             sandbox: Sandbox::new(),
             env: Vec::new(),
+            port: None,
             without_redis: false,
         }
     }
