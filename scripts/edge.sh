@@ -65,8 +65,20 @@ prepare_edge_toolchain() {
     EDGE_TOOLCHAIN=debian
 }
 
+# Returns success when edge/build is newer than every source it is built from,
+# so `wrangler dev`, which runs the build command again, does not redo the work.
+edge_build_is_current() {
+    [ -f edge/build/index.js ] && [ -f edge/build/index_bg.wasm ] || return 1
+    [ -z "$(find edge/src shared/src edge/Cargo.toml edge/Cargo.lock shared/Cargo.toml \
+        -newer edge/build/index_bg.wasm -print -quit)" ]
+}
+
 # Builds the worker into edge/build with the toolchain prepare_edge_toolchain chose.
 build_edge() {
+    if edge_build_is_current; then
+        echo "==> the edge worker in edge/build is up to date"
+        return
+    fi
     local tools="$PWD/edge/node_modules"
     local worker_build
     worker_build="$(command -v worker-build)"

@@ -503,3 +503,116 @@ fn dotenv_reader_skips_comments() {
     assert_eq!(variables.get("REDIS_URL").map(String::as_str), Some(""));
     assert_eq!(variables.len(), 2);
 }
+
+/// Variables the edge worker reads from `[vars]`; `JWT_SECRET` is a secret instead.
+const EDGE_VARIABLES: [&str; 6] = [
+    "ENVIRONMENT",
+    "ORIGIN_US_WEST1",
+    "ORIGIN_US_EAST1",
+    "ORIGIN_EU_WEST1",
+    "ALLOWED_ORIGINS",
+    "ORIGIN_TIMEOUT_MS",
+];
+
+fn wrangler() -> toml::Table {
+    read_workspace_file("wrangler.toml")
+        .parse()
+        .expect("wrangler.toml should be valid TOML")
+}
+
+fn table<'a>(value: &'a toml::Table, path: &[&str]) -> &'a toml::Table {
+    let mut current = value;
+    for key in path {
+        current = current
+            .get(*key)
+            .and_then(toml::Value::as_table)
+            .unwrap_or_else(|| panic!("wrangler.toml has no table {}", path.join(".")));
+    }
+    current
+}
+
+fn var_names(vars: &toml::Table) -> BTreeSet<String> {
+    vars.keys().cloned().collect()
+}
+
+#[test]
+fn wrangler_builds_and_serves_the_bundle() {
+    let wrangler = wrangler();
+    assert_eq!(wrangler["name"].as_str(), Some("velro-edge"));
+    assert_eq!(wrangler["main"].as_str(), Some("edge/build/index.js"));
+
+    let command = table(&wrangler, &["build"])["command"].as_str().unwrap();
+    assert_eq!(command, "scripts/build-edge");
+    let script = workspace_root().join(command);
+    let mode = std::fs::metadata(&script)
+        .unwrap_or_else(|error| panic!("{} is missing: {error}", script.display()))
+        .permissions();
+    use std::os::unix::fs::PermissionsExt;
+    assert_ne!(mode.mode() & 0o111, 0, "{command} must be executable");
+}
+
+#[test]
+fn wrangler_compatibility_date_is_within_workerd() {
+    // workerd's npm version is 1.YYYYMMDD.N, where YYYYMMDD is its build date, and
+    // workerd rejects a compatibility date after it.
+    let lock: serde_json::Value =
+        serde_json::from_str(&read_workspace_file("edge/package-lock.json")).unwrap();
+    let workerd = lock["packages"]["node_modules/workerd"]["version"]
+        .as_str()
+        .expect("edge/package-lock.json pins workerd");
+    let build_date = workerd.split('.').nth(1).unwrap();
+    let build_date = format!(
+        "{}-{}-{}",
+        &build_date[0..4],
+        &build_date[4..6],
+        &build_date[6..8]
+    );
+
+    let wrangler = wrangler();
+    let compatibility_date = wrangler["compatibility_date"].as_str().unwrap();
+    assert!(
+        compatibility_date <= build_date.as_str(),
+        "compatibility_date {compatibility_date} is after workerd's build date {build_date}"
+    );
+}
+
+#[test]
+fn wrangler_vars_match_the_edge_config() {
+    let wrangler = wrangler();
+    let expected: BTreeSet<String> = EDGE_VARIABLES.iter().map(|name| name.to_string()).collect();
+
+    let production = table(&wrangler, &["vars"]);
+    assert_eq!(var_names(production), expected);
+    assert_eq!(production["ENVIRONMENT"].as_str(), Some("production"));
+    for region in velro_shared::routing::Region::ALL {
+        let name = format!(
+            "ORIGIN_{}",
+            region.as_str().replace('-', "_").to_uppercase()
+        );
+        let url = production[&name].as_str().unwrap();
+        assert!(
+            url.starts_with("https://"),
+            "{name} = {url} must use https in production"
+        );
+    }
+
+    let development = table(&wrangler, &["env", "dev", "vars"]);
+    assert_eq!(var_names(development), expected);
+    assert_eq!(development["ENVIRONMENT"].as_str(), Some("development"));
+}
+
+#[test]
+fn wrangler_lists_no_secrets() {
+    let text = read_workspace_file("wrangler.toml");
+    let wrangler = wrangler();
+    for vars in [
+        table(&wrangler, &["vars"]),
+        table(&wrangler, &["env", "dev", "vars"]),
+    ] {
+        assert!(
+            !vars.contains_key("JWT_SECRET"),
+            "JWT_SECRET must be a secret, not a var"
+        );
+    }
+    assert!(text.contains("wrangler secret put JWT_SECRET"));
+}
