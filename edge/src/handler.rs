@@ -281,8 +281,15 @@ async fn forward(
         Some(body)
     };
 
+    // A cached read is fetched with GET even for HEAD, because the stored entry
+    // serves both and a HEAD response has no body to store.
+    let method = if cached_read {
+        "GET".to_owned()
+    } else {
+        exchange.method.clone()
+    };
     Ok(Forward {
-        method: exchange.method.clone(),
+        method,
         path_and_query,
         headers,
         body,

@@ -186,6 +186,22 @@ async fn repeated_read_is_a_hit() {
 }
 
 #[tokio::test]
+async fn head_miss_stores_the_full_body() {
+    let regions = Regions::start().await;
+    let edge = regions.edge().await;
+
+    let head = send(edge.request(Method::HEAD, "/models")).await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(edge_cache_status(&head).contains("stored"));
+    assert!(head.text().await.unwrap().is_empty());
+
+    let get = send(edge.request(Method::GET, "/models")).await;
+    assert!(edge_cache_status(&get).starts_with("velro-edge; hit"));
+    let models: Value = parse_json(get, 200).await;
+    assert_eq!(models["items"][0]["id"], common::MODEL);
+}
+
+#[tokio::test]
 async fn private_entries_never_cross_users() {
     let regions = Regions::start().await;
     let edge = regions.edge().await;
