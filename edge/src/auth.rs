@@ -1,11 +1,11 @@
 //! Access token verification at the edge, so a request without a valid token
-//! is answered 401 without an origin round trip, and private cache keys carry
+//! gets 401 without an origin round trip, and private cache keys carry
 //! the verified user id rather than the token.
 
 use velro_shared::error::ErrorCode;
 use velro_shared::token::{self, TokenKey};
 
-/// Why a request has no verified user.
+/// Reason a request has no verified user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     /// No `Authorization: Bearer` header.

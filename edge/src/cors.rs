@@ -7,7 +7,7 @@ use velro_shared::cors::{
 
 use crate::reply::Reply;
 
-/// Answers a preflight (`OPTIONS`). An origin outside the allow-list gets 204
+/// Builds the response to a preflight (`OPTIONS`). An origin outside the allow-list gets 204
 /// without any `Access-Control-*` header, so the browser blocks the real request.
 pub fn preflight(allowed: &AllowedOrigins, request_origin: Option<&str>) -> Reply {
     let mut reply = Reply::empty(204);

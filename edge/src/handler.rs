@@ -23,7 +23,7 @@ use crate::{auth, cors};
 /// Largest request body the edge forwards. The origin applies its own, smaller limit.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Longest request id accepted from a client; longer or non-printable ones are replaced.
+/// Maximum length of a request id accepted from a client; longer or non-printable ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Request headers that are not forwarded: hop-by-hop headers (RFC 9110 §7.6.1),
@@ -376,7 +376,7 @@ pub fn mark_origin(reply: &mut Reply, fetched: &Fetched) {
     }
 }
 
-/// Builds an error in the API's envelope that the edge answers itself.
+/// Builds an error response in the API's envelope, sent by the edge without an origin.
 fn edge_error(code: ErrorCode, message: &str, exchange: &Exchange) -> Reply {
     let mut reply = Reply::error(code, message, &exchange.request_id);
     reply.set_header(
@@ -398,7 +398,7 @@ fn finish(
     if reply.header("cache-status").is_none() {
         reply.set_header("cache-status", "velro-edge; fwd=bypass");
     }
-    // workerd's clock stands still while the worker computes, so this is the
+    // workerd's clock does not advance while the worker computes, so this is the
     // time spent waiting on I/O; see `overrides::now_ms`.
     let edge_ms = worker::Date::now()
         .as_millis()
@@ -425,7 +425,7 @@ struct RegionHealth {
     ejected: bool,
 }
 
-/// `GET /edge/health`: answered by the edge alone, with what it knows of the origins.
+/// `GET /edge/health`: the edge's own status and its view of each region's origin.
 fn edge_health(config: &EdgeConfig, exchange: &Exchange) -> Reply {
     let regions = Region::ALL
         .into_iter()

@@ -16,7 +16,7 @@ use crate::config::EdgeConfig;
 /// Prefix of every override header; the upstream request drops headers with it.
 pub const HEADER_PREFIX: &str = "x-velro-test-";
 
-/// Where the client is, from `request.cf` or the override headers.
+/// Location of the client, from `request.cf` or the override headers.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClientLocation {
     pub continent: Option<String>,

@@ -83,7 +83,7 @@ pub async fn serve(config: Rc<EdgeConfig>, context: &Context, read: Read) -> Rep
     }
 }
 
-/// What happened to the fetched response in the cache.
+/// Outcome of the fetched response in the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StoreOutcome {
     Stored,
@@ -160,7 +160,7 @@ fn storable_policy(read: &Read, reply: &Reply) -> Option<CachePolicy> {
     (policy.is_cacheable() && policy.scope != Scope::NoStore).then_some(policy)
 }
 
-/// Serves a stored entry without contacting the origin.
+/// Builds the response from a stored entry, without contacting the origin.
 fn hit(stored: Stored, read: &Read, detail: Option<&str>) -> Reply {
     let age_ms = stored.age_ms(read.now_ms);
     let ttl = remaining_ttl_secs(&stored.policy, age_ms);
@@ -175,7 +175,7 @@ fn hit(stored: Stored, read: &Read, detail: Option<&str>) -> Reply {
     reply
 }
 
-/// Serves a stale entry because the origin failed.
+/// Builds the response from a stale entry because the origin failed.
 fn stale_on_error(stored: Stored, fetched: &Fetched, read: &Read) -> Reply {
     let age_ms = stored.age_ms(read.now_ms);
     let ttl = remaining_ttl_secs(&stored.policy, age_ms);
@@ -193,7 +193,7 @@ fn stale_on_error(stored: Stored, fetched: &Fetched, read: &Read) -> Reply {
     reply
 }
 
-/// Serves what the origin sent, or 503 when no origin responded.
+/// Builds the response from what the origin sent, or a 503 when no origin responded.
 fn forwarded(fetched: &Fetched, reason: &str, outcome: StoreOutcome, read: &Read) -> Reply {
     let Some(origin) = &fetched.reply else {
         let mut reply = Reply::error(

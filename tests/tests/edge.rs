@@ -92,7 +92,7 @@ fn header(response: &Response, name: &str) -> String {
     values.join(", ")
 }
 
-/// The edge's member of `Cache-Status`; the origin's member, when present, comes first.
+/// Returns the edge's member of `Cache-Status`; the origin's member, when present, comes first.
 fn edge_cache_status(response: &Response) -> String {
     let value = header(response, "cache-status");
     let member = value
@@ -450,7 +450,7 @@ async fn failover_to_the_next_region_and_back() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, "x-origin-region"), "us-east1");
 
-    // us-west1 is now skipped without another attempt, for reads and writes alike.
+    // Later requests skip the ejected us-west1 without trying it again.
     let health: Value = send(edge.request(Method::GET, "/edge/health"))
         .await
         .json()
