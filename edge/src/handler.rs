@@ -319,8 +319,10 @@ fn too_large(exchange: &Exchange) -> Reply {
 
 /// Deletes from this data centre's cache every key the write makes out of date.
 ///
-/// The Cache API cannot purge other data centres. Their copies expire with the
-/// entries' `edge_ttl`, which is why private lists are fresh for only 10-30 s.
+/// NOTE: the Cache API cannot purge other data centres. Their copies expire with
+/// the entries' `edge_ttl`, which is why private lists are fresh for only 10-30 s,
+/// but a deleted completed generation (fresh for a day) stays visible to its
+/// owner there.
 async fn invalidate(base_url: &str, method: &str, path: &str, user_id: &str, exchange: &Exchange) {
     let store = EdgeStore::new(base_url);
     for key in invalidations(method, path, user_id).keys {
