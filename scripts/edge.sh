@@ -56,7 +56,7 @@ prepare_edge_toolchain() {
         install_packages rustc-web cargo-web rust-web-src lld-22 \
             || die "cannot compile for wasm32-unknown-unknown: rustup cannot add the target, and Debian's rustc-web packages cannot be installed"
     fi
-    # worker-build asks rustc for the target's library folder and stops when it
+    # worker-build queries rustc for the target's library folder and stops when it
     # does not exist. Debian ships no prebuilt wasm32 std, so the folder is empty.
     local libdir
     libdir="$(/usr/bin/rustc --target wasm32-unknown-unknown --print target-libdir)"
