@@ -145,7 +145,7 @@ fn storable_policy(read: &Read, reply: &Reply) -> Option<CachePolicy> {
                 id: None,
                 policy: read.route_policy,
             };
-            stored_policy(&matched, &reply.body)
+            stored_policy(&matched, reply.body.bytes())
         }
         404 => CachePolicy {
             scope: read.route_policy.scope,

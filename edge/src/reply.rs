@@ -8,14 +8,34 @@
 use serde::Serialize;
 use velro_shared::api::ErrorEnvelope;
 use velro_shared::error::ErrorCode;
-use worker::{Headers, Response};
+use worker::{Headers, Response, ResponseBody};
 
 /// Status, lowercase headers and body of a response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub body: Body,
+}
+
+/// Body of a [`Reply`].
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Bytes in Wasm memory, which the worker can read and store.
+    Bytes(Vec<u8>),
+    /// A body the worker passes on unread, such as a cache hit's, which saves
+    /// copying it into Wasm memory and back.
+    Passed(ResponseBody),
+}
+
+impl Body {
+    /// Returns the bytes of a body read into Wasm memory; empty for a passed-on one.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Bytes(bytes) => bytes,
+            Body::Passed(_) => &[],
+        }
+    }
 }
 
 impl Reply {
@@ -30,7 +50,7 @@ impl Reply {
                 ("content-type".to_owned(), "application/json".to_owned()),
                 ("cache-control".to_owned(), "no-store".to_owned()),
             ],
-            body,
+            body: Body::Bytes(body),
         }
     }
 
@@ -47,7 +67,7 @@ impl Reply {
         Reply {
             status,
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Body::Bytes(Vec::new()),
         }
     }
 
@@ -80,18 +100,31 @@ impl Reply {
     /// `content-length` and `content-encoding` are dropped: the body read here is
     /// already decoded, and workerd sets both again for the client.
     pub async fn read(mut response: Response) -> worker::Result<Reply> {
-        let status = response.status_code();
+        let body = Body::Bytes(response.bytes().await?);
+        Ok(Reply::with_body(&response, body))
+    }
+
+    /// Copies status and headers out of a response and keeps its body unread.
+    pub fn pass(response: Response) -> Reply {
+        let reply = Reply::with_body(&response, Body::Bytes(Vec::new()));
+        let (_, body) = response.into_parts();
+        Reply {
+            body: Body::Passed(body),
+            ..reply
+        }
+    }
+
+    fn with_body(response: &Response, body: Body) -> Reply {
         let headers = response
             .headers()
             .entries()
             .filter(|(name, _)| name != "content-length" && name != "content-encoding")
             .collect();
-        let body = response.bytes().await?;
-        Ok(Reply {
-            status,
+        Reply {
+            status: response.status_code(),
             headers,
             body,
-        })
+        }
     }
 
     /// Builds the `worker::Response`. A response to `HEAD` has no body, because the
@@ -101,16 +134,16 @@ impl Reply {
         for (name, value) in &self.headers {
             headers.append(name, value)?;
         }
-        let body = if head_only || self.status == 304 {
-            Vec::new()
-        } else {
-            self.body
-        };
-        let response = if body.is_empty() {
-            Response::empty()?
-        } else {
-            Response::from_bytes(body)?
-        };
-        Ok(response.with_status(self.status).with_headers(headers))
+        let builder = worker::ResponseBuilder::new()
+            .with_status(self.status)
+            .with_headers(headers);
+        if head_only || self.status == 304 {
+            return Ok(builder.empty());
+        }
+        Ok(match self.body {
+            Body::Bytes(bytes) if bytes.is_empty() => builder.empty(),
+            Body::Bytes(bytes) => builder.fixed(bytes),
+            Body::Passed(body) => builder.body(body),
+        })
     }
 }

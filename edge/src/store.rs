@@ -12,7 +12,7 @@ use velro_shared::freshness::retention_secs;
 use velro_shared::policy::{CacheKey, CachePolicy, Scope};
 use worker::{Cache, Response};
 
-use crate::reply::Reply;
+use crate::reply::{Body, Reply};
 
 /// Header with the unix milliseconds at which the entry was stored.
 const STORED_AT: &str = "x-velro-stored-at";
@@ -85,7 +85,8 @@ impl EdgeStore {
         let Some(response) = self.cache.get(self.url(key), false).await? else {
             return Ok(None);
         };
-        let mut reply = Reply::read(response).await?;
+        // The body is passed to the client unread; only the headers cross into Wasm.
+        let mut reply = Reply::pass(response);
 
         let stored_at_ms = reply.header(STORED_AT).and_then(|value| value.parse().ok());
         let policy = reply.header(POLICY).and_then(decode_policy);
@@ -138,7 +139,7 @@ impl EdgeStore {
                 })
                 .cloned()
                 .collect(),
-            body: reply.body.clone(),
+            body: Body::Bytes(reply.body.bytes().to_vec()),
         };
         if let Some(value) = stored.header("cache-control").map(str::to_owned) {
             stored.set_header(ORIGIN_CACHE_CONTROL, value);
@@ -203,12 +204,15 @@ fn decode_policy(value: &str) -> Option<CachePolicy> {
 /// Percent-encodes every byte outside RFC 3986's unreserved set, so the key fits
 /// in one path segment and no two keys share a URL.
 fn percent_encode(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut encoded = String::with_capacity(text.len() * 3 / 2);
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
             encoded.push(char::from(byte));
         } else {
-            encoded.push_str(&format!("%{byte:02X}"));
+            encoded.push('%');
+            encoded.push(char::from(HEX[usize::from(byte >> 4)]));
+            encoded.push(char::from(HEX[usize::from(byte & 0x0f)]));
         }
     }
     encoded
