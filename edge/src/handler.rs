@@ -5,61 +5,30 @@
 
 use std::rc::Rc;
 
-use serde::Serialize;
-use velro_shared::decision::{decide, DecisionInput};
 use velro_shared::error::ErrorCode;
-use velro_shared::policy::{cache_key, invalidations, match_path, match_route, RouteMatch};
+use velro_shared::policy::{cache_key, invalidations, match_path, match_route};
 use velro_shared::routing::{nearest_region, Region};
 use worker::{Context, Env, Request, Response};
 
 use crate::config::{self, EdgeConfig};
-use crate::overrides::{self, HEADER_PREFIX};
+use crate::edge_routes::{edge_health, test_decide};
+use crate::overrides;
 use crate::reads::{self, Read};
 use crate::reply::Reply;
+use crate::request_id::request_id;
 use crate::store::EdgeStore;
-use crate::upstream::{self, Fetched, Forward};
-use crate::{auth, cors};
-
-/// Largest request body the edge forwards. The origin applies its own, smaller limit.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// Maximum length of a request id accepted from a client; longer or non-printable ones are replaced.
-const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// Request headers that are not forwarded: hop-by-hop headers (RFC 9110 §7.6.1),
-/// the ones the runtime sets itself, and Cloudflare's own.
-const NOT_FORWARDED: [&str; 11] = [
-    "connection",
-    "content-length",
-    "host",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "accept-encoding",
-];
-
-/// Request headers a cached read forwards. The stored response serves every
-/// request with the same key, so it may depend on nothing else: no cookies,
-/// conditionals or ranges. Reading a short list also costs fewer calls into
-/// JavaScript than copying every header.
-const FORWARDED_ON_CACHED_READS: [&str; 5] = [
-    "accept",
-    "accept-language",
-    "authorization",
-    "origin",
-    "user-agent",
-];
+use crate::upstream::{self, Fetched};
+use crate::{auth, cors, forward};
 
 /// Facts about the request that every step and the final headers need.
-struct Exchange {
-    request_id: String,
-    method: String,
-    nearest: Region,
-    now_ms: u64,
+pub struct Exchange {
+    pub request_id: String,
+    /// Uppercase HTTP method.
+    pub method: String,
+    /// Region nearest the client.
+    pub nearest: Region,
+    /// Current time in unix milliseconds, possibly overridden in tests.
+    pub now_ms: u64,
     started_ms: u64,
 }
 
@@ -173,7 +142,7 @@ async fn route(
 
     let cached_read =
         matches!(exchange.method.as_str(), "GET" | "HEAD") && matched.policy.is_cacheable();
-    let forward = match forward(
+    let forward = match forward::build(
         &mut request,
         &matched,
         query.as_deref(),
@@ -234,96 +203,6 @@ async fn route(
         }
     }
     passed_through(&fetched, exchange)
-}
-
-/// Builds the request to send to the origin: the normalised path, the query,
-/// the forwarded headers and, for methods with one, the body.
-async fn forward(
-    request: &mut Request,
-    matched: &RouteMatch<'_>,
-    query: Option<&str>,
-    cached_read: bool,
-    exchange: &Exchange,
-) -> Result<Forward, Reply> {
-    let mut path_and_query = matched.normalized_path();
-    if let Some(query) = query.filter(|query| !query.is_empty()) {
-        path_and_query.push('?');
-        path_and_query.push_str(query);
-    }
-
-    let mut headers: Vec<(String, String)> = if cached_read {
-        FORWARDED_ON_CACHED_READS
-            .iter()
-            .filter_map(|name| header(request, name).map(|value| ((*name).to_owned(), value)))
-            .collect()
-    } else {
-        request
-            .headers()
-            .entries()
-            .filter(|(name, _)| is_forwarded(name))
-            .collect()
-    };
-    if let Some(client_ip) = header(request, "cf-connecting-ip") {
-        headers.push(("x-forwarded-for".to_owned(), client_ip));
-    }
-    headers.push(("x-request-id".to_owned(), exchange.request_id.clone()));
-    // workerd decodes gzip for the worker, which must read the body to cache it.
-    headers.push(("accept-encoding".to_owned(), "gzip".to_owned()));
-
-    let body = if matches!(exchange.method.as_str(), "GET" | "HEAD") {
-        None
-    } else {
-        let declared =
-            header(request, "content-length").and_then(|value| value.parse::<usize>().ok());
-        if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
-            return Err(too_large(exchange));
-        }
-        let body = request.bytes().await.map_err(|_| {
-            edge_error(
-                ErrorCode::ValidationFailed,
-                "the request body could not be read",
-                exchange,
-            )
-        })?;
-        if body.len() > MAX_BODY_BYTES {
-            return Err(too_large(exchange));
-        }
-        Some(body)
-    };
-
-    // A cached read is fetched with GET even for HEAD, because the stored entry
-    // serves both and a HEAD response has no body to store.
-    let method = if cached_read {
-        "GET".to_owned()
-    } else {
-        exchange.method.clone()
-    };
-    Ok(Forward {
-        method,
-        path_and_query,
-        headers,
-        body,
-        nearest: exchange.nearest,
-        request_id: exchange.request_id.clone(),
-    })
-}
-
-/// Returns whether a request header of an uncached request goes to the origin.
-/// The request id is set again, and the test overrides stay at the edge.
-fn is_forwarded(name: &str) -> bool {
-    let dropped = NOT_FORWARDED.contains(&name)
-        || name.starts_with("cf-")
-        || name.starts_with(HEADER_PREFIX)
-        || name == "x-request-id";
-    !dropped
-}
-
-fn too_large(exchange: &Exchange) -> Reply {
-    edge_error(
-        ErrorCode::PayloadTooLarge,
-        &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-        exchange,
-    )
 }
 
 /// Deletes from this data centre's cache every key the write makes out of date.
@@ -388,7 +267,7 @@ pub fn mark_origin(reply: &mut Reply, fetched: &Fetched) {
 }
 
 /// Builds an error response in the API's envelope, sent by the edge without an origin.
-fn edge_error(code: ErrorCode, message: &str, exchange: &Exchange) -> Reply {
+pub fn edge_error(code: ErrorCode, message: &str, exchange: &Exchange) -> Reply {
     let mut reply = Reply::error(code, message, &exchange.request_id);
     reply.set_header(
         "cache-status",
@@ -421,91 +300,7 @@ fn finish(
     }
 }
 
-#[derive(Serialize)]
-struct EdgeHealth {
-    status: &'static str,
-    environment: &'static str,
-    nearest_region: &'static str,
-    regions: Vec<RegionHealth>,
-}
-
-#[derive(Serialize)]
-struct RegionHealth {
-    region: &'static str,
-    configured: bool,
-    ejected: bool,
-}
-
-/// `GET /edge/health`: the edge's own status and its view of each region's origin.
-fn edge_health(config: &EdgeConfig, exchange: &Exchange) -> Reply {
-    let regions = Region::ALL
-        .into_iter()
-        .map(|region| RegionHealth {
-            region: region.as_str(),
-            configured: config.origin_url(region).is_some(),
-            ejected: upstream::is_ejected(region, exchange.now_ms),
-        })
-        .collect();
-    let mut reply = Reply::json(
-        200,
-        &EdgeHealth {
-            status: "ok",
-            environment: config.environment.as_str(),
-            nearest_region: exchange.nearest.as_str(),
-            regions,
-        },
-    );
-    reply.set_header("cache-status", "velro-edge; fwd=bypass; detail=edge-health");
-    reply
-}
-
-/// `POST /edge/test/decide` (development and test only): the shared crate's
-/// decisions for a request, computed by this wasm32 build, for the test vectors.
-async fn test_decide(request: &mut Request, exchange: &Exchange) -> Reply {
-    match request.json::<DecisionInput>().await {
-        Ok(input) => Reply::json(200, &decide(&input)),
-        Err(error) => edge_error(
-            ErrorCode::InvalidJson,
-            &format!("the body is not a decision input: {error}"),
-            exchange,
-        ),
-    }
-}
-
-/// Keeps the client's `X-Request-Id` when it is short printable ASCII, else makes a new one.
-fn request_id(request: &Request) -> String {
-    let incoming = header(request, "x-request-id").filter(|id| {
-        !id.is_empty()
-            && id.len() <= MAX_REQUEST_ID_LEN
-            && id.bytes().all(|byte| byte.is_ascii_graphic())
-    });
-    incoming.unwrap_or_else(random_request_id)
-}
-
-/// Builds a random version 4 UUID. `Math.random` is enough for an id that only
-/// correlates log lines and needs no secrecy.
-fn random_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    for byte in &mut bytes {
-        *byte = (worker::js_sys::Math::random() * 256.0) as u8;
-    }
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut hex = String::with_capacity(32);
-    for byte in bytes {
-        hex.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-        hex.push(char::from_digit(u32::from(byte & 0x0f), 16).unwrap_or('0'));
-    }
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-fn header(request: &Request, name: &str) -> Option<String> {
+/// Returns the value of request header `name`, `None` when it is absent.
+pub fn header(request: &Request, name: &str) -> Option<String> {
     request.headers().get(name).ok().flatten()
 }

@@ -13,18 +13,24 @@
 //! - [`reads`]: cached reads with stale-while-revalidate and stale-if-error.
 //! - [`store`]: entries in the Cache API, with the metadata the Cache API lacks.
 //! - [`inflight`]: one origin fetch per key for concurrent misses in an isolate.
+//! - [`forward`]: the request sent to an origin, with its headers and body.
 //! - [`upstream`]: region choice, timeouts, failover and outlier detection.
 //! - [`reply`]: the response type every path builds, and its final headers.
 //! - [`overrides`]: test-only request headers for location and clock.
+//! - [`edge_routes`]: `/edge/health`, and the decision route for the test vectors.
+//! - [`request_id`]: the request id of every response.
 
 mod auth;
 mod config;
 mod cors;
+mod edge_routes;
+mod forward;
 mod handler;
 mod inflight;
 mod overrides;
 mod reads;
 mod reply;
+mod request_id;
 mod store;
 mod upstream;
 
