@@ -1,4 +1,4 @@
-//! The edge's own routes, answered without an origin: `GET /edge/health`, and
+//! The edge's own routes, served without an origin: `GET /edge/health`, and
 //! `POST /edge/test/decide` in development and test.
 
 use serde::Serialize;

@@ -10,7 +10,7 @@ use crate::overrides::HEADER_PREFIX;
 use crate::reply::Reply;
 use crate::upstream::Forward;
 
-/// Largest request body the edge forwards. The origin applies its own, smaller limit.
+/// Maximum request body the edge forwards, in bytes. The origin applies its own, smaller limit.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Request headers that are not forwarded: hop-by-hop headers (RFC 9110 §7.6.1),
