@@ -1,8 +1,9 @@
 //! The request the edge sends to an origin: the normalised path and query, the
 //! forwarded headers, and the body, bounded in size.
 
+use futures_util::StreamExt;
 use velro_shared::error::ErrorCode;
-use velro_shared::policy::RouteMatch;
+use velro_shared::policy::{Route, RouteMatch};
 use worker::Request;
 
 use crate::handler::{edge_error, header, Exchange};
@@ -83,17 +84,7 @@ pub async fn build(
         if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
             return Err(too_large(exchange));
         }
-        let body = request.bytes().await.map_err(|_| {
-            edge_error(
-                ErrorCode::ValidationFailed,
-                "the request body could not be read",
-                exchange,
-            )
-        })?;
-        if body.len() > MAX_BODY_BYTES {
-            return Err(too_large(exchange));
-        }
-        Some(body)
+        Some(read_body(request, exchange).await?)
     };
 
     // A cached read is fetched with GET even for HEAD, because the stored entry
@@ -103,7 +94,11 @@ pub async fn build(
     } else {
         exchange.method.clone()
     };
+    let has_idempotency_key = headers
+        .iter()
+        .any(|(name, value)| name == "idempotency-key" && !value.trim().is_empty());
     Ok(Forward {
+        retry_allowed: may_retry(&method, matched, has_idempotency_key),
         method,
         path_and_query,
         headers,
@@ -113,14 +108,51 @@ pub async fn build(
     })
 }
 
+/// Reads the request body chunk by chunk and stops at [`MAX_BODY_BYTES`], so a
+/// huge chunked body cannot grow the isolate's memory, which Wasm never returns.
+async fn read_body(request: &mut Request, exchange: &Exchange) -> Result<Vec<u8>, Reply> {
+    let unreadable = || {
+        edge_error(
+            ErrorCode::ValidationFailed,
+            "the request body could not be read",
+            exchange,
+        )
+    };
+    let mut stream = request.stream().map_err(|_| unreadable())?;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| unreadable())?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large(exchange));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Returns whether a request header of an uncached request goes to the origin.
-/// The request id is set again, and the test overrides stay at the edge.
+/// The request id and `X-Forwarded-For` are set again, and the test overrides
+/// stay at the edge.
 fn is_forwarded(name: &str) -> bool {
     let dropped = NOT_FORWARDED.contains(&name)
         || name.starts_with("cf-")
         || name.starts_with(HEADER_PREFIX)
-        || name == "x-request-id";
+        || name == "x-request-id"
+        || name == "x-forwarded-for";
     !dropped
+}
+
+/// Returns whether a failed attempt may be repeated against another region:
+/// for idempotent methods (RFC 9110 §9.2.2) always, and for other writes only
+/// where the origin deduplicates by `Idempotency-Key`, which is
+/// `POST /generations` alone. Elsewhere a retry after an attempt that reached
+/// the database would apply the write twice.
+fn may_retry(method: &str, matched: &RouteMatch<'_>, has_idempotency_key: bool) -> bool {
+    match method {
+        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" => true,
+        "POST" => has_idempotency_key && matched.route == Route::Generations,
+        _ => false,
+    }
 }
 
 fn too_large(exchange: &Exchange) -> Reply {

@@ -60,7 +60,9 @@ pub async fn handle(request: Request, env: &Env, context: &Context) -> worker::R
     let location = overrides::client_location(&request, &config);
     let exchange = Exchange {
         request_id,
-        method: request.method().to_string().to_ascii_uppercase(),
+        // workers-rs maps methods it does not know (PROPFIND, ...) to GET, so
+        // the raw method is read from the JavaScript request instead.
+        method: request.inner().method(),
         nearest: nearest_region(
             location.continent.as_deref(),
             location.country.as_deref(),
@@ -113,8 +115,17 @@ async fn route(
     }
 
     // 2. Route policy.
-    let Some((route, _)) = match_path(&path) else {
+    let Some((route, id)) = match_path(&path) else {
         return edge_error(ErrorCode::NotFound, "no such route", exchange);
+    };
+    // The origin reads `{id}` as a UUID in canonical lowercase form, so every
+    // spelling of one id must share its cache key and its invalidations.
+    let path = match id {
+        None => path.clone(),
+        Some(raw) => match canonical_id(raw) {
+            Some(id) => route.template().replace("{id}", &id),
+            None => return edge_error(ErrorCode::NotFound, "no such resource", exchange),
+        },
     };
     let Some(matched) = match_route(&exchange.method, &path) else {
         let mut reply = edge_error(
@@ -228,6 +239,19 @@ fn passed_through(fetched: &Fetched, exchange: &Exchange) -> Reply {
         "method"
     };
     let Some(origin) = &fetched.reply else {
+        if fetched.timed_out && reason == "method" {
+            // The write may have reached the database before the timeout.
+            let mut reply = edge_error(
+                ErrorCode::GatewayTimeout,
+                "the origin did not respond in time; the write may have been applied, so check before retrying",
+                exchange,
+            );
+            reply.set_header(
+                "cache-status",
+                "velro-edge; fwd=method; detail=origin-timeout",
+            );
+            return reply;
+        }
         let mut reply = edge_error(
             ErrorCode::ServiceUnavailable,
             "no origin could be reached; retry shortly",
@@ -298,6 +322,17 @@ fn finish(
     if exchange.method != "OPTIONS" {
         cors::decorate(reply, &config.allowed_origins, request_origin);
     }
+}
+
+/// Returns a percent-encoded `{id}` segment as a UUID in canonical lowercase
+/// hyphenated form, as the origin reads it; `None` when it is not a UUID.
+fn canonical_id(raw: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    uuid::Uuid::try_parse(&decoded)
+        .ok()
+        .map(|id| id.to_string())
 }
 
 /// Returns the value of request header `name`, `None` when it is absent.

@@ -121,7 +121,7 @@ impl EdgeStore {
         }))
     }
 
-    /// Stores `reply` under `key` with `policy`, as of `now_ms`.
+    /// Stores `reply` under `key` with `policy`, received at `now_ms`.
     pub async fn put(
         &self,
         key: &CacheKey,
@@ -152,7 +152,14 @@ impl EdgeStore {
             "cache-control",
             format!("public, max-age={}", retention_secs(policy)),
         );
-        stored.set_header(STORED_AT, now_ms.to_string());
+        // RFC 9111 §4.2.3: a response that arrives with `Age` was already that
+        // many seconds old, for instance when the origin served it from its cache.
+        let age_ms = reply
+            .header("age")
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            .saturating_mul(1000);
+        stored.set_header(STORED_AT, now_ms.saturating_sub(age_ms).to_string());
         stored.set_header(POLICY, encode_policy(policy));
 
         let response: Response = stored.into_response(false)?;

@@ -4,8 +4,9 @@
 //! Reads go to the region nearest the client and writes to the primary
 //! (`velro_shared::routing::serving_region`). On a connection error, a timeout
 //! or a 5xx status the next region in the failover order is tried, for
-//! idempotent methods always and for others only with an `Idempotency-Key`,
-//! because the failed attempt may have reached the database. Regions that fail
+//! idempotent methods always and for other writes only where the origin
+//! deduplicates them (`forward::may_retry`), because the failed attempt may have
+//! reached the database. Regions that fail
 //! are ejected for a while inside this isolate (`velro_shared::outlier`), so
 //! later requests do not wait for them.
 
@@ -36,23 +37,11 @@ pub struct Forward {
     /// Lowercase request headers to send.
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+    /// Whether a failed attempt may be repeated against another region.
+    pub retry_allowed: bool,
     /// Region nearest the client.
     pub nearest: Region,
     pub request_id: String,
-}
-
-impl Forward {
-    /// Returns whether a failed attempt may be repeated against another region:
-    /// idempotent methods (RFC 9110 §9.2.2) always, others only with an `Idempotency-Key`.
-    fn may_retry(&self) -> bool {
-        matches!(
-            self.method.as_str(),
-            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"
-        ) || self
-            .headers
-            .iter()
-            .any(|(name, value)| name == "idempotency-key" && !value.trim().is_empty())
-    }
 }
 
 /// The outcome of sending one request to the origins.
@@ -65,6 +54,8 @@ pub struct Fetched {
     pub region: Option<Region>,
     /// Milliseconds spent on origin attempts, by the runtime's clock.
     pub origin_ms: u64,
+    /// Whether the last attempt timed out, so the origin may have applied a write.
+    pub timed_out: bool,
 }
 
 impl Fetched {
@@ -77,13 +68,25 @@ impl Fetched {
 /// Sends `forward` to the origins in failover order until one gives a usable response.
 pub async fn send(config: &EdgeConfig, forward: &Forward, now_ms: u64) -> Fetched {
     let serving = serving_region(&forward.method, forward.nearest);
-    let order = OUTLIERS.with(|outliers| outliers.borrow().order(failover_order(serving), now_ms));
+    // A request that may not be retried goes to its serving region even when
+    // that region is ejected: a write must reach the primary or fail.
+    let order: Vec<Region> = if forward.retry_allowed {
+        OUTLIERS.with(|outliers| {
+            outliers
+                .borrow()
+                .order(failover_order(serving), now_ms)
+                .to_vec()
+        })
+    } else {
+        vec![serving]
+    };
     let started_ms = worker::Date::now().as_millis();
 
     let mut fetched = Fetched {
         reply: None,
         region: None,
         origin_ms: 0,
+        timed_out: false,
     };
     for region in order {
         let Some(base_url) = config.origin_url(region) else {
@@ -110,10 +113,11 @@ pub async fn send(config: &EdgeConfig, forward: &Forward, now_ms: u64) -> Fetche
             Err(error) => {
                 tracing::warn!(
                     region = region.as_str(),
-                    error,
+                    error = error.message,
                     request_id = forward.request_id,
                     "origin request failed"
                 );
+                fetched.timed_out = error.timed_out;
                 OriginFailure::Unreachable
             }
         };
@@ -128,7 +132,7 @@ pub async fn send(config: &EdgeConfig, forward: &Forward, now_ms: u64) -> Fetche
                 "origin ejected after failures; skipping it for a while"
             );
         }
-        if !forward.may_retry() {
+        if !forward.retry_allowed {
             break;
         }
     }
@@ -141,8 +145,27 @@ pub fn is_ejected(region: Region, now_ms: u64) -> bool {
     OUTLIERS.with(|outliers| outliers.borrow().is_ejected(region, now_ms))
 }
 
+/// A failed attempt: what went wrong, and whether it was the timeout.
+struct AttemptError {
+    message: String,
+    timed_out: bool,
+}
+
+impl From<String> for AttemptError {
+    fn from(message: String) -> AttemptError {
+        AttemptError {
+            message,
+            timed_out: false,
+        }
+    }
+}
+
 /// Sends `forward` to one origin, giving up after `timeout_ms`.
-async fn attempt(base_url: &str, forward: &Forward, timeout_ms: u64) -> Result<Reply, String> {
+async fn attempt(
+    base_url: &str,
+    forward: &Forward,
+    timeout_ms: u64,
+) -> Result<Reply, AttemptError> {
     let headers = Headers::new();
     for (name, value) in &forward.headers {
         headers
@@ -170,10 +193,13 @@ async fn attempt(base_url: &str, forward: &Forward, timeout_ms: u64) -> Result<R
     let timeout = Box::pin(Delay::from(Duration::from_millis(timeout_ms)));
     match select(sending, timeout).await {
         Either::Left((Ok(reply), _)) => Ok(reply),
-        Either::Left((Err(error), _)) => Err(format!("fetch from {url} failed: {error}")),
+        Either::Left((Err(error), _)) => Err(format!("fetch from {url} failed: {error}").into()),
         Either::Right(_) => {
             controller.abort();
-            Err(format!("{url} timed out after {timeout_ms} ms"))
+            Err(AttemptError {
+                message: format!("{url} timed out after {timeout_ms} ms"),
+                timed_out: true,
+            })
         }
     }
 }
