@@ -7,7 +7,7 @@
 //! | `ORIGIN_US_WEST1` | required | base URL of the primary region's origin |
 //! | `ORIGIN_US_EAST1`, `ORIGIN_EU_WEST1` | empty | base URLs of the other regions' origins; empty means the region is not deployed |
 //! | `ALLOWED_ORIGINS` | required | browser origins allowed by CORS, comma-separated, or `*` |
-//! | `ORIGIN_TIMEOUT_MS` | `10000` | time one origin may take to send its response headers |
+//! | `ORIGIN_TIMEOUT_MS` | `10000` | time one origin may take for its whole response |
 //! | `JWT_SECRET` | required | the origin's access token secret, at least 32 bytes |
 
 use std::cell::RefCell;
