@@ -36,7 +36,11 @@ pub fn decorate(reply: &mut Reply, allowed: &AllowedOrigins, request_origin: Opt
 /// request's origin is allowed, and returns whether it is.
 fn allow_origin(reply: &mut Reply, allowed: &AllowedOrigins, request_origin: Option<&str>) -> bool {
     // The response depends on the Origin header whenever the allow-list is a list.
-    if matches!(allowed, AllowedOrigins::List(_)) {
+    let varies_on_origin = reply.header("vary").is_some_and(|vary| {
+        vary.split(',')
+            .any(|name| name.trim().eq_ignore_ascii_case("origin"))
+    });
+    if matches!(allowed, AllowedOrigins::List(_)) && !varies_on_origin {
         reply.append_header("vary", "Origin");
     }
     let Some(request_origin) = request_origin else {

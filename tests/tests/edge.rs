@@ -705,6 +705,14 @@ async fn preflight_is_answered_at_the_edge() {
         common::ALLOWED_ORIGIN
     );
     assert!(header(&read, "access-control-expose-headers").contains("cache-status"));
+    let vary = header(&read, "vary").to_ascii_lowercase();
+    assert_eq!(
+        vary.split(',')
+            .filter(|name| name.trim() == "origin")
+            .count(),
+        1,
+        "Vary names Origin once: {vary}"
+    );
 }
 
 #[tokio::test]
@@ -795,6 +803,20 @@ async fn test_overrides_are_ignored_in_production() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // A clock far in the future would make the stored catalogue stale.
+    send(edge.request(Method::GET, "/models")).await;
+    let response = send(
+        edge.request(Method::GET, "/models")
+            .header(NOW_HEADER, (now_ms() + 3_600_000).to_string()),
+    )
+    .await;
+    let status = edge_cache_status(&response);
+    let ttl: i64 = status
+        .strip_prefix("velro-edge; hit; ttl=")
+        .and_then(|ttl| ttl.parse().ok())
+        .unwrap_or_else(|| panic!("expected a fresh hit, got {status}"));
+    assert!(ttl > 0, "{status}");
 }
 
 #[tokio::test]
