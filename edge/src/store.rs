@@ -9,14 +9,14 @@
 //! because its key contains the verified user id and no client can request it.
 
 use velro_shared::freshness::retention_secs;
-use velro_shared::policy::{CacheKey, CachePolicy, Scope};
+use velro_shared::policy::{CacheKey, CachePolicy};
 use worker::{Cache, Response};
 
 use crate::reply::{Body, Reply};
 
 /// Header with the unix milliseconds at which the entry was stored.
 const STORED_AT: &str = "x-velro-stored-at";
-/// Header with the policy the entry was stored under, as written by [`encode_policy`].
+/// Header with the policy the entry was stored under, as written by `CachePolicy::encode`.
 const POLICY: &str = "x-velro-policy";
 /// Headers carrying the origin's `Cache-Control` and `Vary`.
 const ORIGIN_CACHE_CONTROL: &str = "x-velro-origin-cache-control";
@@ -89,7 +89,7 @@ impl EdgeStore {
         let mut reply = Reply::pass(response);
 
         let stored_at_ms = reply.header(STORED_AT).and_then(|value| value.parse().ok());
-        let policy = reply.header(POLICY).and_then(decode_policy);
+        let policy = reply.header(POLICY).and_then(CachePolicy::decode);
         let (Some(stored_at_ms), Some(policy)) = (stored_at_ms, policy) else {
             return Ok(None);
         };
@@ -160,7 +160,7 @@ impl EdgeStore {
             .unwrap_or(0)
             .saturating_mul(1000);
         stored.set_header(STORED_AT, now_ms.saturating_sub(age_ms).to_string());
-        stored.set_header(POLICY, encode_policy(policy));
+        stored.set_header(POLICY, policy.encode());
 
         let response: Response = stored.into_response(false)?;
         self.cache.put(self.url(key), response).await
@@ -171,41 +171,6 @@ impl EdgeStore {
         let outcome = self.cache.delete(self.url(key), false).await?;
         Ok(matches!(outcome, worker::CacheDeletionOutcome::Success))
     }
-}
-
-/// Writes a policy as `scope,edge_ttl,browser_ttl,stale_while_revalidate,stale_if_error,immutable`.
-fn encode_policy(policy: &CachePolicy) -> String {
-    let scope = match policy.scope {
-        Scope::Public => "public",
-        Scope::Private => "private",
-        Scope::NoStore => "no-store",
-    };
-    format!(
-        "{scope},{},{},{},{},{}",
-        policy.edge_ttl,
-        policy.browser_ttl,
-        policy.stale_while_revalidate,
-        policy.stale_if_error,
-        u8::from(policy.immutable)
-    )
-}
-
-fn decode_policy(value: &str) -> Option<CachePolicy> {
-    let mut fields = value.split(',');
-    let scope = match fields.next()? {
-        "public" => Scope::Public,
-        "private" => Scope::Private,
-        _ => return None,
-    };
-    let mut number = || fields.next()?.parse::<u32>().ok();
-    Some(CachePolicy {
-        scope,
-        edge_ttl: number()?,
-        browser_ttl: number()?,
-        stale_while_revalidate: number()?,
-        stale_if_error: number()?,
-        immutable: number()? == 1,
-    })
 }
 
 /// Percent-encodes every byte outside RFC 3986's unreserved set, so the key fits

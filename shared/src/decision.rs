@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{cache_control, cache_key, match_route, Scope};
+use crate::policy::{cache_control, cache_key, match_route};
 use crate::routing::{failover_order, nearest_region, serving_region};
 
 /// A request as the edge sees it: the verified user id and Cloudflare's `cf` location fields.
@@ -74,7 +74,7 @@ pub fn decide(input: &DecisionInput) -> RequestDecision {
 
     RequestDecision {
         route: matched.map(|matched| matched.route.template().to_owned()),
-        scope: policy.map(|policy| scope_name(policy.scope).to_owned()),
+        scope: policy.map(|policy| policy.scope.as_str().to_owned()),
         edge_ttl: policy.map(|policy| policy.edge_ttl),
         browser_ttl: policy.map(|policy| policy.browser_ttl),
         stale_while_revalidate: policy.map(|policy| policy.stale_while_revalidate),
@@ -87,13 +87,5 @@ pub fn decide(input: &DecisionInput) -> RequestDecision {
             .iter()
             .map(|region| region.as_str().to_owned())
             .collect(),
-    }
-}
-
-fn scope_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Public => "public",
-        Scope::Private => "private",
-        Scope::NoStore => "no-store",
     }
 }

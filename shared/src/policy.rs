@@ -27,6 +27,27 @@ pub enum Scope {
     NoStore,
 }
 
+impl Scope {
+    /// Returns the scope's name: `public`, `private` or `no-store`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Public => "public",
+            Scope::Private => "private",
+            Scope::NoStore => "no-store",
+        }
+    }
+
+    /// Parses a name written by [`Scope::as_str`].
+    pub fn parse(name: &str) -> Option<Scope> {
+        match name {
+            "public" => Some(Scope::Public),
+            "private" => Some(Scope::Private),
+            "no-store" => Some(Scope::NoStore),
+            _ => None,
+        }
+    }
+}
+
 /// Freshness and staleness limits of one response, for the browser and for shared caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
@@ -58,6 +79,41 @@ impl CachePolicy {
     /// Returns whether a shared cache may store the response at all.
     pub fn is_cacheable(&self) -> bool {
         self.scope != Scope::NoStore && self.edge_ttl > 0
+    }
+
+    /// Writes the policy as six space-separated fields, for caches that store it
+    /// with an entry: scope, `edge_ttl`, `browser_ttl`, `stale_while_revalidate`,
+    /// `stale_if_error`, and `immutable` as 0 or 1. Example: `private 60 0 30 300 0`.
+    pub fn encode(&self) -> String {
+        format!(
+            "{} {} {} {} {} {}",
+            self.scope.as_str(),
+            self.edge_ttl,
+            self.browser_ttl,
+            self.stale_while_revalidate,
+            self.stale_if_error,
+            u8::from(self.immutable)
+        )
+    }
+
+    /// Parses a policy written by [`CachePolicy::encode`]; `None` for anything else.
+    pub fn decode(text: &str) -> Option<CachePolicy> {
+        let mut fields = text.split(' ');
+        let scope = Scope::parse(fields.next()?)?;
+        let mut number = || fields.next()?.parse::<u32>().ok();
+        let policy = CachePolicy {
+            scope,
+            edge_ttl: number()?,
+            browser_ttl: number()?,
+            stale_while_revalidate: number()?,
+            stale_if_error: number()?,
+            immutable: match number()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            },
+        };
+        fields.next().is_none().then_some(policy)
     }
 }
 
@@ -618,6 +674,26 @@ pub fn generation_changed(user_id: &str, generation_id: &str) -> Invalidation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_encoding_round_trips() {
+        for route in Route::ALL {
+            for method in ["GET", "POST"] {
+                let Some(matched) = match_route(method, route.template()) else {
+                    continue;
+                };
+                let encoded = matched.policy.encode();
+                assert_eq!(CachePolicy::decode(&encoded), Some(matched.policy), "{encoded}");
+            }
+        }
+        assert_eq!(
+            generation_policy(GenerationStatus::Completed).encode(),
+            "private 86400 3600 86400 604800 1"
+        );
+        for bad in ["", "private", "shared 1 1 1 1 0", "private 1 1 1 1 2", "private 1 1 1 1 0 9"] {
+            assert_eq!(CachePolicy::decode(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn stored_policy_follows_generation_status() {

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{parse_json, EdgeWorker, TestApp, JWT_SECRET};
+use common::{header_list, parse_json, EdgeWorker, TestApp, JWT_SECRET};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use velro_shared::api::{Project, TokenResponse, User};
@@ -81,20 +81,9 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Returns every value of header `name`, joined with `, `; empty when absent.
-fn header(response: &Response, name: &str) -> String {
-    let values: Vec<&str> = response
-        .headers()
-        .get_all(name)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .collect();
-    values.join(", ")
-}
-
 /// Returns the edge's member of `Cache-Status`; the origin's member, when present, comes first.
 fn edge_cache_status(response: &Response) -> String {
-    let value = header(response, "cache-status");
+    let value = header_list(response, "cache-status");
     let member = value
         .split(',')
         .map(str::trim)
@@ -142,7 +131,7 @@ async fn display_name(response: Response) -> String {
 
 /// Returns the `Age` header in seconds, 0 when absent.
 fn age_secs(response: &Response) -> i64 {
-    header(response, "age").parse().unwrap_or(0)
+    header_list(response, "age").parse().unwrap_or(0)
 }
 
 /// Counts the cacheable reads an origin has served, from its `/health`.
@@ -169,11 +158,11 @@ async fn repeated_read_is_a_hit() {
         edge_cache_status(&first),
         "velro-edge; fwd=miss; fwd-status=200; stored"
     );
-    assert_eq!(header(&first, "x-origin-region"), "us-west1");
-    assert_eq!(header(&first, "x-edge-region"), "us-west1");
-    assert!(header(&first, "server-timing").contains("edge;dur="));
-    assert!(header(&first, "server-timing").contains("origin;dur="));
-    assert!(!header(&first, "x-request-id").is_empty());
+    assert_eq!(header_list(&first, "x-origin-region"), "us-west1");
+    assert_eq!(header_list(&first, "x-edge-region"), "us-west1");
+    assert!(header_list(&first, "server-timing").contains("edge;dur="));
+    assert!(header_list(&first, "server-timing").contains("origin;dur="));
+    assert!(!header_list(&first, "x-request-id").is_empty());
     let first_age = age_secs(&first);
     let first_body = first.text().await.unwrap();
 
@@ -182,12 +171,12 @@ async fn repeated_read_is_a_hit() {
     let status = edge_cache_status(&second);
     assert!(status.starts_with("velro-edge; hit; ttl="), "{status}");
     assert_eq!(
-        header(&second, "x-origin-region"),
+        header_list(&second, "x-origin-region"),
         "",
         "a hit uses no origin"
     );
-    assert_eq!(header(&second, "content-type"), "application/json");
-    assert!(header(&second, "cache-control").starts_with("public, max-age=60"));
+    assert_eq!(header_list(&second, "content-type"), "application/json");
+    assert!(header_list(&second, "cache-control").starts_with("public, max-age=60"));
     assert!(
         age_secs(&second) >= first_age,
         "the edge must count the Age the origin sent, so the age never goes back"
@@ -328,7 +317,7 @@ async fn write_invalidates_the_writers_list() {
         edge_cache_status(&created),
         "velro-edge; fwd=method; fwd-status=201"
     );
-    assert_eq!(header(&created, "x-origin-region"), "us-west1");
+    assert_eq!(header_list(&created, "x-origin-region"), "us-west1");
     let project: Project = parse_json(created, 201).await;
 
     let after_write = send(edge.authed_get("/projects", &alice)).await;
@@ -433,7 +422,7 @@ async fn stale_if_error_after_the_origin_dies() {
         )
     );
     assert_eq!(
-        header(&response, "warning"),
+        header_list(&response, "warning"),
         "111 velro-edge \"Revalidation Failed\""
     );
     assert_eq!(response.text().await.unwrap(), models_body);
@@ -462,7 +451,7 @@ async fn failover_to_the_next_region_and_back() {
     let (token, _) = signup(&edge).await;
 
     let response = send(edge.request(Method::GET, "/health")).await;
-    assert_eq!(header(&response, "x-origin-region"), "us-west1");
+    assert_eq!(header_list(&response, "x-origin-region"), "us-west1");
     assert_eq!(
         edge_cache_status(&response),
         "velro-edge; fwd=bypass; fwd-status=200"
@@ -472,7 +461,7 @@ async fn failover_to_the_next_region_and_back() {
     let failed_at = now_ms();
     let response = send(edge.request(Method::GET, "/health")).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(header(&response, "x-origin-region"), "us-east1");
+    assert_eq!(header_list(&response, "x-origin-region"), "us-east1");
 
     // Later requests skip the ejected us-west1 without trying it again.
     let health: Value = send(edge.request(Method::GET, "/edge/health"))
@@ -484,7 +473,7 @@ async fn failover_to_the_next_region_and_back() {
     assert_eq!(health["regions"][0]["ejected"], true);
     let response = send(edge.authed_get("/projects", &token)).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(header(&response, "x-origin-region"), "us-east1");
+    assert_eq!(header_list(&response, "x-origin-region"), "us-east1");
 
     regions.restart_west(port).await;
     // The first ejection lasts 10 s; afterwards the region is tried again.
@@ -493,7 +482,7 @@ async fn failover_to_the_next_region_and_back() {
             .header(NOW_HEADER, (failed_at + 11_000).to_string()),
     )
     .await;
-    assert_eq!(header(&response, "x-origin-region"), "us-west1");
+    assert_eq!(header_list(&response, "x-origin-region"), "us-west1");
     let health: Value = send(edge.request(Method::GET, "/edge/health"))
         .await
         .json()
@@ -546,7 +535,7 @@ async fn writes_retry_only_where_the_origin_deduplicates() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    assert_eq!(header(&response, "x-origin-region"), "us-east1");
+    assert_eq!(header_list(&response, "x-origin-region"), "us-east1");
 }
 
 #[tokio::test]
@@ -557,7 +546,7 @@ async fn writes_go_to_the_primary_even_when_ejected() {
 
     let port = regions.stop_west();
     let response = send(edge.request(Method::GET, "/health")).await;
-    assert_eq!(header(&response, "x-origin-region"), "us-east1");
+    assert_eq!(header_list(&response, "x-origin-region"), "us-east1");
     regions.restart_west(port).await;
 
     // us-west1 is still ejected for reads, but a write without a safe retry
@@ -569,7 +558,7 @@ async fn writes_go_to_the_primary_even_when_ejected() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(header(&response, "x-origin-region"), "us-west1");
+    assert_eq!(header_list(&response, "x-origin-region"), "us-west1");
 }
 
 #[tokio::test]
@@ -670,21 +659,21 @@ async fn preflight_is_answered_at_the_edge() {
     .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        header(&response, "access-control-allow-origin"),
+        header_list(&response, "access-control-allow-origin"),
         common::ALLOWED_ORIGIN
     );
     assert_eq!(
-        header(&response, "access-control-allow-credentials"),
+        header_list(&response, "access-control-allow-credentials"),
         "true"
     );
-    assert!(header(&response, "access-control-allow-methods").contains("POST"));
-    assert!(header(&response, "access-control-allow-headers").contains("authorization"));
-    assert_eq!(header(&response, "access-control-max-age"), "600");
+    assert!(header_list(&response, "access-control-allow-methods").contains("POST"));
+    assert!(header_list(&response, "access-control-allow-headers").contains("authorization"));
+    assert_eq!(header_list(&response, "access-control-max-age"), "600");
     assert_eq!(
         edge_cache_status(&response),
         "velro-edge; fwd=bypass; detail=preflight"
     );
-    assert_eq!(header(&response, "x-origin-region"), "");
+    assert_eq!(header_list(&response, "x-origin-region"), "");
 
     let foreign = send(
         edge.request(Method::OPTIONS, "/projects")
@@ -693,7 +682,7 @@ async fn preflight_is_answered_at_the_edge() {
     )
     .await;
     assert_eq!(foreign.status(), StatusCode::NO_CONTENT);
-    assert_eq!(header(&foreign, "access-control-allow-origin"), "");
+    assert_eq!(header_list(&foreign, "access-control-allow-origin"), "");
 
     let read = send(
         edge.request(Method::GET, "/models")
@@ -701,11 +690,11 @@ async fn preflight_is_answered_at_the_edge() {
     )
     .await;
     assert_eq!(
-        header(&read, "access-control-allow-origin"),
+        header_list(&read, "access-control-allow-origin"),
         common::ALLOWED_ORIGIN
     );
-    assert!(header(&read, "access-control-expose-headers").contains("cache-status"));
-    let vary = header(&read, "vary").to_ascii_lowercase();
+    assert!(header_list(&read, "access-control-expose-headers").contains("cache-status"));
+    let vary = header_list(&read, "vary").to_ascii_lowercase();
     assert_eq!(
         vary.split(',')
             .filter(|name| name.trim() == "origin")
@@ -720,7 +709,7 @@ async fn matching_etag_gets_304_from_the_edge() {
     let regions = Regions::start().await;
     let edge = regions.edge().await;
     let first = send(edge.request(Method::GET, "/models")).await;
-    let etag = header(&first, "etag");
+    let etag = header_list(&first, "etag");
     assert!(etag.starts_with("W/\""), "{etag}");
 
     let revalidated = send(
@@ -730,7 +719,7 @@ async fn matching_etag_gets_304_from_the_edge() {
     .await;
     assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
     assert!(edge_cache_status(&revalidated).starts_with("velro-edge; hit"));
-    assert_eq!(header(&revalidated, "etag"), etag);
+    assert_eq!(header_list(&revalidated, "etag"), etag);
     assert!(revalidated.text().await.unwrap().is_empty());
 
     let changed = send(
@@ -775,7 +764,7 @@ async fn unknown_routes_are_answered_at_the_edge() {
 
     let response = send(edge.request(Method::DELETE, "/models")).await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(header(&response, "allow"), "GET, HEAD");
+    assert_eq!(header_list(&response, "allow"), "GET, HEAD");
 }
 
 #[tokio::test]
@@ -794,8 +783,8 @@ async fn test_overrides_are_ignored_in_production() {
             .header("x-velro-test-country", "BR"),
     )
     .await;
-    assert_eq!(header(&response, "x-edge-region"), "us-west1");
-    assert_eq!(header(&response, "x-origin-region"), "us-west1");
+    assert_eq!(header_list(&response, "x-edge-region"), "us-west1");
+    assert_eq!(header_list(&response, "x-origin-region"), "us-west1");
 
     let response = send(
         edge.request(Method::POST, "/edge/test/decide")
@@ -830,8 +819,8 @@ async fn location_override_picks_the_region() {
             .header("x-velro-test-country", "BR"),
     )
     .await;
-    assert_eq!(header(&response, "x-edge-region"), "us-east1");
-    assert_eq!(header(&response, "x-origin-region"), "us-east1");
+    assert_eq!(header_list(&response, "x-edge-region"), "us-east1");
+    assert_eq!(header_list(&response, "x-origin-region"), "us-east1");
 }
 
 #[tokio::test]

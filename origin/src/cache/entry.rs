@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use velro_shared::policy::{CachePolicy, Scope};
+use velro_shared::policy::CachePolicy;
 
 /// A response body ready to send, with the validator and policy it was built with.
 #[derive(Debug, Clone)]
@@ -66,17 +66,11 @@ impl CachedBody {
             .map(u64::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let policy = &self.policy;
         let header = format!(
-            "{FORMAT}\n{}\n{versions}\n{}\n{} {} {} {} {} {}\n",
+            "{FORMAT}\n{}\n{versions}\n{}\n{}\n",
             self.stored_at_ms,
             self.etag,
-            scope_name(policy.scope),
-            policy.edge_ttl,
-            policy.browser_ttl,
-            policy.stale_while_revalidate,
-            policy.stale_if_error,
-            u8::from(policy.immutable),
+            self.policy.encode(),
         );
         let mut encoded = Vec::with_capacity(header.len() + self.body.len());
         encoded.extend_from_slice(header.as_bytes());
@@ -107,17 +101,7 @@ impl CachedBody {
                 .map(|version| version.parse().ok())
                 .collect::<Option<Vec<u64>>>()?
         };
-        let mut fields = policy.split(' ');
-        let scope = parse_scope(fields.next()?)?;
-        let mut number = || fields.next()?.parse::<u32>().ok();
-        let policy = CachePolicy {
-            scope,
-            edge_ttl: number()?,
-            browser_ttl: number()?,
-            stale_while_revalidate: number()?,
-            stale_if_error: number()?,
-            immutable: number()? == 1,
-        };
+        let policy = CachePolicy::decode(policy)?;
         Some(Self {
             body: Bytes::copy_from_slice(rest),
             etag: etag.to_string(),
@@ -130,23 +114,6 @@ impl CachedBody {
 
 /// Marks the encoding, so a later release can change it without misreading old values.
 const FORMAT: &str = "velro-cache-v1";
-
-fn scope_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Public => "public",
-        Scope::Private => "private",
-        Scope::NoStore => "no-store",
-    }
-}
-
-fn parse_scope(name: &str) -> Option<Scope> {
-    match name {
-        "public" => Some(Scope::Public),
-        "private" => Some(Scope::Private),
-        "no-store" => Some(Scope::NoStore),
-        _ => None,
-    }
-}
 
 fn hex_prefix(bytes: &[u8], length: usize) -> String {
     bytes
