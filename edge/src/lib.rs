@@ -49,7 +49,8 @@ fn start() {
         .without_time()
         .with_writer(tracing_web::MakeWebConsoleWriter::new())
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
-    // `try_init` fails only when a subscriber is already set, which a second start event would find.
+    // `try_init` fails only when a global subscriber is already set, and then
+    // that one keeps logging.
     let _ = tracing_subscriber::registry().with(console).try_init();
 }
 

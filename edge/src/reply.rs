@@ -2,8 +2,9 @@
 //! `worker::Response`.
 //!
 //! Responses from `fetch` and from the Cache API have immutable headers in
-//! workerd, so the worker never edits them. It copies status, headers and body
-//! into a [`Reply`], edits that, and builds one new response at the end.
+//! workerd, so the worker never edits them. It copies status and headers into a
+//! [`Reply`], with the body either read into memory or kept as an unread stream,
+//! edits that, and builds one new response at the end.
 
 use serde::Serialize;
 use velro_shared::api::ErrorEnvelope;

@@ -3,8 +3,8 @@
 //!
 //! Reads go to the region nearest the client and writes to the primary
 //! (`velro_shared::routing::serving_region`). On a connection error, a timeout
-//! or a 5xx status the next region in the failover order is tried, for
-//! idempotent methods always and for other writes only where the origin
+//! or a 5xx status the next region in the failover order is tried. That happens
+//! for idempotent methods always, and for other writes only where the origin
 //! deduplicates them (`forward::may_retry`), because the failed attempt may have
 //! reached the database. Regions that fail
 //! are ejected for a while inside this isolate (`velro_shared::outlier`), so

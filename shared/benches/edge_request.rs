@@ -42,7 +42,7 @@ fn signed_token() -> (TokenKey, String) {
     (key, token)
 }
 
-/// What the edge has decided about a private cached read once it can look the key up.
+/// Decisions the edge has made about a private cached read once it can look the key up.
 struct HitDecision {
     key: CacheKey,
     freshness: Freshness,
@@ -130,9 +130,7 @@ fn bench_parts(c: &mut Criterion) {
 
     let authorization = format!("Bearer {token}");
     group.bench_function("whole_private_cached_read", |b| {
-        b.iter(|| {
-            private_cached_read(&key, black_box(&authorization), black_box(NOW_SECS * 1000))
-        })
+        b.iter(|| private_cached_read(&key, black_box(&authorization), black_box(NOW_SECS * 1000)))
     });
 
     group.finish();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::{cache_control, cache_key, match_route};
 use crate::routing::{failover_order, nearest_region, serving_region};
 
-/// A request as the edge sees it: the verified user id and Cloudflare's `cf` location fields.
+/// A request as the edge receives it, with the verified user id and Cloudflare's `cf` location fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionInput {
     /// Uppercase HTTP method.

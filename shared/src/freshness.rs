@@ -8,7 +8,7 @@
 
 use crate::policy::CachePolicy;
 
-/// How a cache may use a stored response of a given age.
+/// Use a cache may make of a stored response of a given age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
     /// Serve it as is.
@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn freshness_survives_huge_ages() {
-        assert_eq!(freshness(&policy(60, 30, 300), u64::MAX), Freshness::Expired);
+        assert_eq!(
+            freshness(&policy(60, 30, 300), u64::MAX),
+            Freshness::Expired
+        );
         assert!(remaining_ttl_secs(&policy(60, 30, 300), u64::MAX) < 0);
     }
 

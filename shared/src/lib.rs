@@ -5,7 +5,7 @@
 //! current time in where a function needs it.
 //!
 //! - [`api`]: request and response bodies, and the error envelope.
-//! - [`cors`]: the CORS allow-list and preflight answer of both tiers.
+//! - [`cors`]: the CORS allow-list and preflight response of both tiers.
 //! - [`error`]: the API's error codes and their HTTP statuses.
 //! - [`policy`]: which routes cache, for whom and how long, cache keys, and what a write invalidates.
 //! - [`freshness`]: when a stored response is fresh, stale but servable, or expired.

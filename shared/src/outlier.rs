@@ -17,15 +17,15 @@ pub const SERVER_ERRORS_TO_EJECT: u32 = 3;
 /// Length of a first ejection, in milliseconds.
 pub const BASE_EJECTION_MS: u64 = 10_000;
 
-/// Longest ejection, in milliseconds.
+/// Maximum length of an ejection, in milliseconds.
 pub const MAX_EJECTION_MS: u64 = 120_000;
 
-/// How a request to an origin failed.
+/// Kind of failure of a request to an origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OriginFailure {
-    /// The connection failed or the origin did not answer in time.
+    /// The connection failed or the origin did not respond in time.
     Unreachable,
-    /// The origin answered with a 5xx status.
+    /// The origin responded with a 5xx status.
     ServerError,
 }
 
@@ -64,7 +64,7 @@ impl OutlierDetector {
         ordered
     }
 
-    /// Records a usable answer from `region`, which restores it.
+    /// Records a usable response from `region`, which restores it.
     pub fn record_success(&mut self, region: Region) {
         *self.health_mut(region) = RegionHealth::default();
     }
@@ -160,7 +160,11 @@ mod tests {
     fn success_after_half_open_restores_the_region() {
         let mut detector = OutlierDetector::new();
         detector.record_failure(Region::UsWest1, OriginFailure::Unreachable, 0);
-        detector.record_failure(Region::UsWest1, OriginFailure::Unreachable, BASE_EJECTION_MS);
+        detector.record_failure(
+            Region::UsWest1,
+            OriginFailure::Unreachable,
+            BASE_EJECTION_MS,
+        );
         detector.record_success(Region::UsWest1);
         assert!(!detector.is_ejected(Region::UsWest1, BASE_EJECTION_MS));
         detector.record_failure(Region::UsWest1, OriginFailure::Unreachable, 0);

@@ -683,14 +683,24 @@ mod tests {
                     continue;
                 };
                 let encoded = matched.policy.encode();
-                assert_eq!(CachePolicy::decode(&encoded), Some(matched.policy), "{encoded}");
+                assert_eq!(
+                    CachePolicy::decode(&encoded),
+                    Some(matched.policy),
+                    "{encoded}"
+                );
             }
         }
         assert_eq!(
             generation_policy(GenerationStatus::Completed).encode(),
             "private 86400 3600 86400 604800 1"
         );
-        for bad in ["", "private", "shared 1 1 1 1 0", "private 1 1 1 1 2", "private 1 1 1 1 0 9"] {
+        for bad in [
+            "",
+            "private",
+            "shared 1 1 1 1 0",
+            "private 1 1 1 1 2",
+            "private 1 1 1 1 0 9",
+        ] {
             assert_eq!(CachePolicy::decode(bad), None, "{bad:?}");
         }
     }
@@ -709,7 +719,10 @@ mod tests {
             generation_policy(GenerationStatus::Failed)
         );
         assert_eq!(stored_policy(&detail, b"not json"), detail.policy);
-        assert_eq!(stored_policy(&detail, br#"{"status":"done"}"#), detail.policy);
+        assert_eq!(
+            stored_policy(&detail, br#"{"status":"done"}"#),
+            detail.policy
+        );
 
         let profile = match_route("GET", "/users/profile").unwrap();
         assert_eq!(stored_policy(&profile, completed), profile.policy);
