@@ -99,12 +99,28 @@ pub fn origin_binary() -> PathBuf {
     path
 }
 
+/// Ports the harness picks from: below Linux's default ephemeral range
+/// (32768-60999), which the kernel draws from for `bind(0)` and outgoing
+/// connections, so workerd, redis-server and clients cannot take them by chance.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
 /// Returns a port on 127.0.0.1 that was free a moment ago.
 ///
-/// The listener is dropped before the server binds the port, so another process
-/// could take it in between. That race is rare, and a lost race shows up as the
-/// server failing to start, with its log in the panic message.
+/// The port is a random one of [`TEST_PORTS`], checked by binding it. The
+/// listener is dropped before the server binds the port, so another test could
+/// still take it in between, but with thousands of ports to draw from that is
+/// rare. A lost race shows up as the server failing to start, with its log in
+/// the panic message.
 fn free_port() -> u16 {
+    let span = u128::from(TEST_PORTS.end - TEST_PORTS.start);
+    for _ in 0..100 {
+        let offset = uuid::Uuid::new_v4().as_u128() % span;
+        // `offset` is below `span`, which fits in a u16.
+        let port = TEST_PORTS.start + u16::try_from(offset).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0")
         .expect("binding an ephemeral port on 127.0.0.1 should succeed");
     listener
