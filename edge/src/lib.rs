@@ -49,8 +49,8 @@ fn start() {
         .without_time()
         .with_writer(tracing_web::MakeWebConsoleWriter::new())
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
-    // `try_init` fails only when a global subscriber is already set, and then
-    // that one keeps logging.
+    // `try_init` returns an error only when a global subscriber is already set
+    // (tracing-subscriber 0.3), and that subscriber keeps logging.
     let _ = tracing_subscriber::registry().with(console).try_init();
 }
 

@@ -1,5 +1,5 @@
 //! The CORS allow-list and the preflight response, the same at the edge and the
-//! origin, so a browser sees one policy whichever tier responds.
+//! origin, so a browser gets one policy whichever tier responds.
 
 /// Browser origins allowed to call the API, parsed from `ALLOWED_ORIGINS`.
 #[derive(Debug, Clone, PartialEq, Eq)]

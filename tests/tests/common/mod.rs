@@ -428,7 +428,7 @@ impl TestAppBuilder {
     }
 
     /// Listens on `port` instead of a free one, for a test that restarts a server
-    /// at the address another process already knows.
+    /// at the address another process already uses.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
         self
