@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use velro_shared::api::TokenResponse;
 
 use common::{assert_error, parse_json, Sandbox, TestApp, DEMO_PASSWORD};
@@ -96,6 +98,112 @@ async fn loadtest_reports_json_without_errors() {
     assert!(
         report["endpoints"].is_object(),
         "endpoints should be an object: {report}"
+    );
+}
+
+/// In the open model a stall of the server shows in the percentiles: the
+/// requests that fell due while it was frozen count their wait as latency.
+#[tokio::test]
+async fn loadtest_open_model_counts_a_stall_from_due_times() {
+    const RATE: f64 = 40.0;
+    const SENDING: Duration = Duration::from_secs(4);
+    const STALL: Duration = Duration::from_secs(1);
+
+    let builder = TestApp::builder();
+    builder.sandbox().run_ok(&["migrate"]).await;
+    builder.sandbox().run_ok(&SEED_ARGS).await;
+    let app = builder.spawn().await;
+
+    let rate = RATE.to_string();
+    let mut command = tokio::process::Command::from(app.sandbox().command(&[
+        "loadtest",
+        "--base-url",
+        &app.base_url,
+        "--users",
+        "3",
+        "--duration",
+        "4s",
+        "--rate",
+        &rate,
+        "--json",
+    ]));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut loadtest = command.spawn().expect("loadtest should start");
+
+    // The logins before the clock starts may take a while on a loaded machine,
+    // so the stall waits for the log line that marks the start of the run.
+    let stderr = loadtest.stderr.take().expect("stderr is piped");
+    let mut log_lines = BufReader::new(stderr).lines();
+    let mut logs = String::new();
+    let started = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = log_lines.next_line().await {
+            logs.push_str(&line);
+            logs.push('\n');
+            if line.contains("load test started") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(started, Ok(true)),
+        "the load test did not start:\n{logs}"
+    );
+    let drain_logs = tokio::spawn(async move {
+        let mut rest = String::new();
+        while let Ok(Some(line)) = log_lines.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.freeze();
+    tokio::time::sleep(STALL).await;
+    app.resume();
+    let output = tokio::time::timeout(Duration::from_secs(60), loadtest.wait_with_output())
+        .await
+        .expect("loadtest should finish within a minute")
+        .expect("loadtest output should be readable");
+    logs.push_str(&drain_logs.await.unwrap_or_default());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|error| {
+        panic!("loadtest --json stdout is not JSON: {error}\n{stdout}\n{logs}")
+    });
+    assert_eq!(report["mode"], "open", "{report}");
+    assert_eq!(report["rate_rps"].as_f64(), Some(RATE), "{report}");
+    // Due times are k / 40 s, k = 0, 1, ..., before sending stops at 4 s and a few ms.
+    let scheduled = report["scheduled_requests"].as_u64().unwrap_or_default();
+    let expected = (RATE * SENDING.as_secs_f64()) as u64;
+    assert!(
+        (expected..=expected + 2).contains(&scheduled),
+        "scheduled_requests {scheduled}, expected about {expected}: {report}"
+    );
+    let total = report["total_requests"].as_u64().unwrap_or_default();
+    assert!(
+        total > 0 && total <= scheduled,
+        "total_requests {total}: {report}"
+    );
+    assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
+    // About 40 of the 160 requests fell due during the 1 s stall and waited up to
+    // 1 s each, so at least 5 % of them took well over 300 ms. A closed model would
+    // show the stall in only the 3 requests in flight.
+    let p95 = report["p95_ms"].as_f64().unwrap_or_default();
+    assert!(
+        p95 >= 300.0,
+        "p95 {p95} ms should include the stall: {report}"
+    );
+    let max = report["max_ms"].as_f64().unwrap_or_default();
+    assert!(
+        max >= 900.0,
+        "max {max} ms should include the whole stall: {report}"
     );
 }
 

@@ -2,18 +2,22 @@
 //! detail workflow against a running server, and the command reports latency
 //! percentiles per endpoint and whether the overall p95 meets a target.
 //!
-//! The load model is closed: each user waits for a response before sending its
-//! next request and pauses for a think time between workflows, so throughput
-//! falls when latency rises. All users start at once, which puts a burst of
-//! logins (and password hashing) at the start. A load generator on the same
-//! machine as the server competes with it for CPU, and the latencies include that.
+//! By default the load model is closed: each user waits for a response before
+//! sending its next request and pauses for a think time between workflows, so
+//! throughput falls when latency rises. With `--rate` it is open: requests go
+//! out on a fixed schedule and latency counts from when each was due (see
+//! [`pacing`]). Users start at once, which puts a burst of logins (and password
+//! hashing) at the start. A load generator on the same machine as the server
+//! competes with it for CPU, and the latencies include that.
 //!
-//! - [`parse`]: flag values (durations, think times, base URL, target).
+//! - [`parse`]: flag values (durations, think times, rates, base URL, target).
+//! - [`pacing`]: when each user sends, in the closed and the open model.
 //! - [`preflight`]: logins before the clock starts, with advice when they fail.
 //! - [`workflow`]: the virtual user.
 //! - [`recorder`]: latency histograms and error counts while the test runs.
 //! - [`report`]: the figures, the table and the `--json` object.
 
+mod pacing;
 mod parse;
 mod preflight;
 mod recorder;
@@ -30,11 +34,13 @@ use anyhow::{bail, Context};
 use reqwest::{Client, Url};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant as TokioInstant;
 use velro_shared::perf::PerformanceTargets;
 
 pub use parse::ThinkTime;
 
 use crate::seed::DEFAULT_DEMO_PASSWORD;
+use pacing::{Pacing, Schedule};
 use report::{Report, RunSummary};
 use workflow::{RunContext, Urls, VirtualUser};
 
@@ -72,6 +78,12 @@ pub struct LoadtestArgs {
     /// a fixed pause (2s), or 0 for a stress run without pauses.
     #[arg(long, value_name = "RANGE", default_value = "1s..5s", value_parser = parse::parse_think_time)]
     pub think_time: ThinkTime,
+
+    /// Open model: send R requests per second in all, spread evenly over the
+    /// users, whatever the responses do, and measure each latency from when the
+    /// request was due. Without it each user waits for its responses and its think time.
+    #[arg(long, value_name = "R", conflicts_with = "think_time", value_parser = parse::parse_rate)]
+    pub rate: Option<f64>,
 
     /// Client timeout of one request, from connecting to reading the whole body;
     /// a request that takes longer counts as an error.
@@ -127,14 +139,19 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<ExitCode> {
         users = args.users,
         duration = ?args.duration,
         think_time = %args.think_time,
+        rate = args.rate,
         "load test started"
     );
     let (stop_sender, stop_receiver) = watch::channel(false);
     let started = Instant::now();
-    let users = spawn_users(args.users, &context, args.think_time, &stop_receiver);
+    let pacings = pacings(&args, TokioInstant::from_std(started))?;
+    let users = spawn_users(pacings, &context, &stop_receiver);
 
     let interrupted = wait_for_end(args.duration, &context, started).await;
     stop_sender.send_replace(true);
+    let scheduled_requests = args
+        .rate
+        .map(|rate| pacing::scheduled_requests(rate, started.elapsed()));
     tracing::info!(timeout = ?args.timeout, "sending stopped, waiting for requests in flight");
     wait_for_users(users).await?;
     let duration = started.elapsed();
@@ -145,6 +162,8 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<ExitCode> {
         duration,
         interrupted,
         target_ms: args.target_ms,
+        rate_rps: args.rate,
+        scheduled_requests,
     };
     let report = Report::new(&context.recorder(), summary);
     tracing::info!(
@@ -177,16 +196,27 @@ fn build_client(users: u32, timeout: Duration) -> anyhow::Result<Client> {
         .context("building the HTTP client failed")
 }
 
-/// Starts `count` virtual users, each on its own task.
+/// The pacing of each user, in order: a schedule from `start` with `--rate`,
+/// the think time otherwise.
+fn pacings(args: &LoadtestArgs, start: TokioInstant) -> anyhow::Result<Vec<Pacing>> {
+    (1..=args.users)
+        .map(|index| match args.rate {
+            Some(rate) => Ok(Pacing::Open(Schedule::new(start, rate, index, args.users)?)),
+            None => Ok(Pacing::Closed(args.think_time)),
+        })
+        .collect()
+}
+
+/// Starts one virtual user per pacing, each on its own task; user `i` (from 1) gets the `i`-th.
 fn spawn_users(
-    count: u32,
+    pacings: Vec<Pacing>,
     context: &Arc<RunContext>,
-    think_time: ThinkTime,
     stop: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    (1..=count)
-        .map(|index| {
-            let user = VirtualUser::new(index, Arc::clone(context), think_time, stop.clone());
+    (1..)
+        .zip(pacings)
+        .map(|(index, pacing)| {
+            let user = VirtualUser::new(index, Arc::clone(context), pacing, stop.clone());
             tokio::spawn(user.run())
         })
         .collect()
@@ -304,7 +334,25 @@ mod tests {
             ThinkTime::new(Duration::from_secs(1), Duration::from_secs(5)).expect("range")
         );
         assert_eq!(args.timeout, Duration::from_secs(10));
+        assert_eq!(args.rate, None);
         assert!(!args.json);
+    }
+
+    #[test]
+    fn rate_conflicts_only_with_an_explicit_think_time() {
+        let args = parse(&["--rate", "250.5"]).expect("rate alone");
+        assert_eq!(args.rate, Some(250.5));
+
+        let error = parse(&["--rate", "250", "--think-time", "1s"])
+            .expect_err("both pacings")
+            .to_string();
+        assert!(error.contains("--think-time"), "{error}");
+
+        for rate in ["0", "-3", "NaN", "inf", "fast"] {
+            let flag = format!("--rate={rate}");
+            let error = parse(&[&flag]).expect_err("bad rate").to_string();
+            assert!(error.contains("--rate"), "{rate}: {error}");
+        }
     }
 
     #[test]

@@ -154,6 +154,20 @@ pub fn parse_target_ms(value: &str) -> Result<f64, String> {
     }
 }
 
+/// Highest `--rate` accepted, in requests per second: far above what one
+/// client machine can send, so a larger value is a typing error.
+const MAX_RATE: f64 = 1_000_000.0;
+
+/// Parses `--rate`: requests per second, a number above zero and at most [`MAX_RATE`].
+pub fn parse_rate(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE => Ok(rate),
+        _ => Err(format!(
+            "expected requests per second, a number above 0 and at most {MAX_RATE}, such as 200 or 12.5"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rand::rngs::StdRng;
@@ -307,6 +321,11 @@ mod tests {
 
     #[test]
     fn target_ms_accepts_positive_numbers_only() {
+        assert_eq!(parse_rate("200"), Ok(200.0));
+        assert_eq!(parse_rate(" 12.5 "), Ok(12.5));
+        for input in ["0", "-1", "NaN", "inf", "2000000", "ten", ""] {
+            assert!(parse_rate(input).is_err(), "input {input:?}");
+        }
         assert_eq!(parse_target_ms("75"), Ok(75.0));
         assert_eq!(parse_target_ms("120.5"), Ok(120.5));
         for input in ["0", "-5", "NaN", "inf", "abc", ""] {

@@ -93,6 +93,10 @@ pub struct RunSummary {
     /// Whether Ctrl-C ended the run before `--duration` had passed.
     pub interrupted: bool,
     pub target_ms: f64,
+    /// `--rate`, in the open model.
+    pub rate_rps: Option<f64>,
+    /// Requests the open model's schedule had due before sending stopped.
+    pub scheduled_requests: Option<u64>,
 }
 
 /// The result of a load test, serialised as the `--json` output.
@@ -103,6 +107,13 @@ pub struct Report {
     /// Measured duration, in seconds, which throughput is computed over.
     pub duration_s: f64,
     pub interrupted: bool,
+    /// `closed` (users wait for responses and think) or `open` (`--rate`).
+    pub mode: &'static str,
+    /// Requests per second asked for with `--rate`; null in the closed model.
+    pub rate_rps: Option<f64>,
+    /// Requests due on the open model's schedule before sending stopped; null
+    /// in the closed model. Fewer sent than due means the users fell behind.
+    pub scheduled_requests: Option<u64>,
     /// Pass mark for the overall p95 latency, in milliseconds.
     pub target_ms: f64,
     /// Whether some request succeeded and the overall p95 is at most `target_ms`.
@@ -145,6 +156,13 @@ impl Report {
             users: summary.users,
             duration_s: summary.duration.as_secs_f64(),
             interrupted: summary.interrupted,
+            mode: if summary.rate_rps.is_some() {
+                "open"
+            } else {
+                "closed"
+            },
+            rate_rps: summary.rate_rps,
+            scheduled_requests: summary.scheduled_requests,
             target_ms: summary.target_ms,
             target_met,
             overall,
@@ -161,14 +179,23 @@ impl Report {
         } else {
             ""
         };
+        let pacing = match self.rate_rps {
+            Some(rate) => format!(" at {rate} requests/s (open model)"),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "Load test of {} with {} virtual users over {:.1} s{interrupted}",
+            "Load test of {} with {} virtual users{pacing} over {:.1} s{interrupted}",
             self.base_url, self.users, self.duration_s
         );
+        let start = if self.rate_rps.is_some() {
+            "the time the request was due"
+        } else {
+            "sending the request"
+        };
         let _ = writeln!(
             out,
-            "Latencies in ms, of successful requests only, from sending the request to reading the whole body.\n"
+            "Latencies in ms, of successful requests only, from {start} to reading the whole body.\n"
         );
         let _ = writeln!(
             out,
@@ -218,6 +245,18 @@ impl Report {
                 self.target_ms
             ),
         };
+        if let Some(scheduled) = self.scheduled_requests {
+            // Below this share of the due requests the run did not hold its rate.
+            const KEPT_UP_SHARE: f64 = 0.95;
+            // u64 to f64 is exact below 2^53 requests.
+            if (self.overall.total_requests as f64) < scheduled as f64 * KEPT_UP_SHARE {
+                let _ = write!(
+                    verdict,
+                    " Only {} of the {scheduled} requests due were sent: each user has one request in flight, so raise --users to hold --rate.",
+                    self.overall.total_requests
+                );
+            }
+        }
         if self.overall.errors > 0 {
             let _ = write!(
                 verdict,
@@ -277,6 +316,8 @@ mod tests {
             duration,
             interrupted: false,
             target_ms,
+            rate_rps: None,
+            scheduled_requests: None,
         }
     }
 
@@ -390,12 +431,17 @@ mod tests {
             "base_url",
             "interrupted",
             "errors_by_kind",
+            "mode",
+            "rate_rps",
+            "scheduled_requests",
         ];
         for field in top_level {
             assert!(json.get(field).is_some(), "missing top-level field {field}");
         }
         assert_eq!(json["users"], 4);
         assert_eq!(json["target_met"], false);
+        assert_eq!(json["mode"], "closed");
+        assert!(json["rate_rps"].is_null());
 
         let endpoints = json["endpoints"]
             .as_object()
@@ -437,6 +483,32 @@ mod tests {
         assert!(
             table.contains("1 of 101 requests (0.99%) failed"),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn open_model_names_its_rate_and_a_shortfall() {
+        let open = |scheduled| RunSummary {
+            rate_rps: Some(12.5),
+            scheduled_requests: Some(scheduled),
+            ..summary(Duration::from_secs(10), 75.0)
+        };
+        let recorder = recorder_with_login_latencies_1_to_100_ms();
+
+        let kept_up = Report::new(&recorder, open(104));
+        assert_eq!(kept_up.mode, "open");
+        let table = kept_up.to_table();
+        assert!(table.contains("at 12.5 requests/s (open model)"), "{table}");
+        assert!(
+            table.contains("from the time the request was due"),
+            "{table}"
+        );
+        assert!(!table.contains("were sent"), "{table}");
+
+        let behind = Report::new(&recorder, open(125)).verdict();
+        assert!(
+            behind.contains("Only 100 of the 125 requests due were sent"),
+            "{behind}"
         );
     }
 }

@@ -1,17 +1,19 @@
 //! The virtual user: log in, read the profile, list the generations, open the
-//! newest one, pause for a think time, and start again until the stop signal.
+//! newest one, and start again until the stop signal. [`Pacing`] decides when
+//! each request goes out.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Client, RequestBuilder, Url};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use velro_shared::api::{
     ErrorEnvelope, Generation, GenerationPage, LoginRequest, TokenResponse, User,
 };
 
-use super::parse::ThinkTime;
+use super::pacing::Pacing;
 use super::recorder::{Endpoint, ErrorKind, Recorder};
 
 /// Email of virtual user `index`, counting from 1, as `velro-origin seed` creates it.
@@ -92,7 +94,7 @@ struct Failure {
 pub struct VirtualUser {
     login: LoginRequest,
     context: Arc<RunContext>,
-    think_time: ThinkTime,
+    pacing: Pacing,
     /// Becomes `true` when the run's duration ends or Ctrl-C is pressed.
     stop: watch::Receiver<bool>,
 }
@@ -102,7 +104,7 @@ impl VirtualUser {
     pub fn new(
         index: u32,
         context: Arc<RunContext>,
-        think_time: ThinkTime,
+        pacing: Pacing,
         stop: watch::Receiver<bool>,
     ) -> Self {
         let login = LoginRequest {
@@ -112,7 +114,7 @@ impl VirtualUser {
         Self {
             login,
             context,
-            think_time,
+            pacing,
             stop,
         }
     }
@@ -120,65 +122,55 @@ impl VirtualUser {
     /// Runs workflows until the stop signal. A request already sent when it
     /// arrives runs to completion or to the client timeout.
     pub async fn run(mut self) {
-        // Users arrive spread over one think time, as real sessions do, instead of
-        // all logging in at the same instant. With no think time they start at once.
-        self.think().await;
-        while !self.stopped() {
+        // In the closed model users arrive spread over one think time, as real
+        // sessions do, instead of all logging in at the same instant. With no
+        // think time, or a schedule, they start at once.
+        self.pacing.think(&mut self.stop).await;
+        while !*self.stop.borrow() {
             self.run_workflow().await;
-            self.think().await;
-        }
-    }
-
-    fn stopped(&self) -> bool {
-        *self.stop.borrow()
-    }
-
-    /// Pauses for one think time, or less when the stop signal arrives first.
-    async fn think(&mut self) {
-        let pause = self.think_time.sample(&mut rand::thread_rng());
-        if pause.is_zero() {
-            return;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            // An error means the sender is gone, which only happens once the run is over.
-            _ = self.stop.wait_for(|stop| *stop) => {}
+            self.pacing.think(&mut self.stop).await;
         }
     }
 
     /// Runs the four steps once. A step that the next one needs (the token, the
     /// page) ends the workflow when it fails; the profile read does not.
     async fn run_workflow(&mut self) {
+        let Some(due) = self.pacing.next_send(&mut self.stop).await else {
+            return;
+        };
         let login = self
             .context
             .client
             .post(self.context.urls.login.clone())
             .json(&self.login);
-        let Some(tokens) = self.send::<TokenResponse>(Endpoint::Login, login).await else {
+        let Some(tokens) = self
+            .send::<TokenResponse>(Endpoint::Login, login, due)
+            .await
+        else {
             return;
         };
         let token = tokens.access_token;
 
-        if self.stopped() {
+        let Some(due) = self.pacing.next_send(&mut self.stop).await else {
             return;
-        }
+        };
         let profile = self
             .context
             .client
             .get(self.context.urls.profile.clone())
             .bearer_auth(&token);
-        self.send::<User>(Endpoint::Profile, profile).await;
+        self.send::<User>(Endpoint::Profile, profile, due).await;
 
-        if self.stopped() {
+        let Some(due) = self.pacing.next_send(&mut self.stop).await else {
             return;
-        }
+        };
         let list = self
             .context
             .client
             .get(self.context.urls.generations.clone())
             .bearer_auth(&token);
         let Some(page) = self
-            .send::<GenerationPage>(Endpoint::Generations, list)
+            .send::<GenerationPage>(Endpoint::Generations, list, due)
             .await
         else {
             return;
@@ -187,27 +179,27 @@ impl VirtualUser {
             return;
         };
 
-        if self.stopped() {
+        let Some(due) = self.pacing.next_send(&mut self.stop).await else {
             return;
-        }
+        };
         let detail = self
             .context
             .client
             .get(self.context.urls.generation(&newest.id))
             .bearer_auth(&token);
-        self.send::<Generation>(Endpoint::GenerationDetail, detail)
+        self.send::<Generation>(Endpoint::GenerationDetail, detail, due)
             .await;
     }
 
     /// Sends one request, records its outcome, and returns the decoded body of a
-    /// 2xx response. The latency covers sending the request and reading the whole
-    /// body; decoding the JSON happens after the clock stops.
+    /// 2xx response. The latency runs from `due`, when the request was due to be
+    /// sent, to the end of the body; decoding the JSON happens after the clock stops.
     async fn send<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         request: RequestBuilder,
+        due: Instant,
     ) -> Option<T> {
-        let started = Instant::now();
         let response = async {
             let response = request.send().await?;
             let status = response.status();
@@ -215,7 +207,7 @@ impl VirtualUser {
             Ok::<_, reqwest::Error>((status, body))
         }
         .await;
-        let latency = started.elapsed();
+        let latency = due.elapsed();
 
         let failure = match response {
             Ok((status, body)) if status.is_success() => match serde_json::from_slice::<T>(&body) {

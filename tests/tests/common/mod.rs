@@ -628,13 +628,28 @@ impl TestApp {
 
     /// Sends SIGTERM to the server, the signal a process supervisor stops it with.
     pub fn send_sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Freezes the server with SIGSTOP: the kernel still accepts connections on
+    /// its port, but nothing answers until [`TestApp::resume`].
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen server run again with SIGCONT.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
-            .expect("running `kill -TERM` should succeed");
+            .unwrap_or_else(|error| panic!("running `kill -{name}` failed: {error}"));
         assert!(
             status.success(),
-            "`kill -TERM {}` failed with {status}",
+            "`kill -{name} {}` failed with {status}",
             self.pid()
         );
     }
