@@ -2,6 +2,7 @@
 //! under the middleware every request passes through.
 
 mod auth;
+mod dashboard;
 pub mod generations;
 mod health;
 mod json;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(generations::router())
         .merge(models::router())
         .merge(health::router())
+        .merge(dashboard::router())
         .fallback(|| async { AppError::client(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             AppError::client(
