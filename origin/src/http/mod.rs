@@ -8,6 +8,7 @@ mod health;
 mod json;
 mod middleware;
 pub mod models;
+mod monitoring;
 mod path_id;
 mod projects;
 pub mod reads;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(generations::router())
         .merge(models::router())
         .merge(health::router())
+        .merge(monitoring::router())
         .merge(dashboard::router())
         .fallback(|| async { AppError::client(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
