@@ -131,7 +131,7 @@ mod tests {
         // SHA-256 of the empty string, in base64.
         assert_eq!(
             hash_source(""),
-            "'sha256-47DEQpj8HBSa+/TimW+5JCeuQeRkm5NMpJWZG3hSuFU='"
+            "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
         );
     }
 }
