@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub struct PerformanceTargets {
     /// Maximum average response time, in milliseconds.
     pub response_time_ms: f64,
-    /// Minimum share of requests answered within `response_time_ms`, in percent.
+    /// Minimum share of responses sent within `response_time_ms`, in percent.
     pub performance_rate_percent: f64,
     /// Minimum share of cacheable reads served from a cache, in percent.
     pub cache_hit_rate_percent: f64,

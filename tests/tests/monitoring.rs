@@ -1,5 +1,5 @@
 //! `/performance`, `/metrics` and the slow-request warning, checked against
-//! requests whose outcome each test knows.
+//! requests with known outcomes.
 
 mod common;
 
@@ -16,7 +16,7 @@ use common::{header, parse_json, Sandbox, TestApp};
 /// Warm-up has already loaded the model catalogue, so both `/models` reads are L1
 /// hits. The new user's profile is not in the hot set, so its first read is a
 /// miss and the next two are hits: 4 hits of 5 cacheable reads. The unknown
-/// generation and route answer 404 and use no cache entry.
+/// generation and route return 404 and use no cache entry.
 async fn send_known_requests(app: &TestApp) -> u64 {
     let user = app.signup().await;
     for expected in [
@@ -56,7 +56,7 @@ async fn performance(app: &TestApp) -> Value {
     parse_json(response, 200).await
 }
 
-/// The row of `route` in a FIGURES object's `routes`.
+/// Finds the row of `route` in the `routes` of `since_start` or `window`.
 fn route_row<'a>(figures: &'a Value, route: &str) -> &'a Value {
     figures["routes"]
         .as_array()
@@ -141,7 +141,8 @@ async fn performance_counts_known_requests() {
     let startup = memory["startup_rss_bytes"]
         .as_i64()
         .expect("Linux reports VmRSS");
-    assert!(rss > 0 && startup > 0, "{memory}");
+    assert!(rss > 0, "{memory}");
+    assert!(startup > 0, "{memory}");
     assert_eq!(memory["growth_bytes"].as_i64(), Some(rss - startup));
 
     // Reading /performance is not recorded either.
@@ -375,7 +376,7 @@ async fn slow_request_warning_is_rate_limited() {
     assert_eq!(unmatched, 1, "each route has its own limit: {warnings:#?}");
 }
 
-/// The JSON log lines of slow-request warnings.
+/// Returns the JSON log lines of slow-request warnings.
 fn slow_warnings(logs: &str) -> Vec<Value> {
     logs.lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -413,7 +414,7 @@ async fn scrape(app: &TestApp) -> Vec<MetricSample> {
         .collect()
 }
 
-/// The value of the sample of `name` whose labels are exactly `labels`.
+/// Returns the value of the sample of `name` whose labels are exactly `labels`.
 fn value(samples: &[MetricSample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let wanted: BTreeMap<String, String> = labels
         .iter()

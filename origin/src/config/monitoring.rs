@@ -6,11 +6,11 @@ use velro_shared::perf::PerformanceTargets;
 
 use super::{parse_or, ConfigError, EnvSource};
 
-/// Shortest sliding window accepted. The window is kept as
+/// Minimum window length. The window is kept as
 /// [`MonitoringSettings::WINDOW_BUCKETS`] buckets, so this keeps each bucket at
 /// least one second wide.
 const MIN_WINDOW_SECS: u64 = 30;
-/// Longest sliding window accepted: one day.
+/// Maximum window length: one day.
 const MAX_WINDOW_SECS: u64 = 86_400;
 /// Largest response-time target accepted, in milliseconds: the recorded latencies stop at 60 s.
 const MAX_TARGET_RESPONSE_TIME_MS: f64 = 60_000.0;

@@ -50,13 +50,13 @@ pub struct Figures {
     pub total_requests: u64,
     /// Exact mean latency; 0 when there were no requests.
     pub avg_response_ms: f64,
-    /// Share of requests answered within the response-time target; 100 when there were none.
+    /// Share of responses sent within the response-time target; 100 when there were none.
     pub performance_rate_percent: f64,
     /// Share of cacheable reads served from L1 or L2; `None` when there were none.
     pub cache_hit_rate_percent: Option<f64>,
-    /// Share of requests answered with a 5xx status.
+    /// Share of responses with a 5xx status.
     pub error_rate_percent: f64,
-    /// Share of requests not answered with 502, 503 or 504; 100 when there were none.
+    /// Share of responses with a status other than 502, 503 or 504; 100 when there were none.
     pub availability_percent: f64,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
@@ -66,7 +66,7 @@ pub struct Figures {
     pub routes: Vec<RouteFigures>,
 }
 
-/// Which targets the figures meet.
+/// The targets the figures meet.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct TargetsMet {
     pub performance: bool,
@@ -176,7 +176,7 @@ fn average_ms(counts: &Counts) -> f64 {
     )
 }
 
-/// The latency at `quantile`, in milliseconds. hdrhistogram returns the highest
+/// Returns the latency at `quantile`, in milliseconds. hdrhistogram returns the highest
 /// value of the bucket the quantile falls in, so this errs on the slow side.
 fn quantile_ms<T: Counter>(latency: &Histogram<T>, quantile: f64) -> f64 {
     round(latency.value_at_quantile(quantile) as f64 / 1000.0, 3)

@@ -55,7 +55,7 @@ impl RouteTable {
         Self { entries }
     }
 
-    /// Every id, in table order.
+    /// Returns every id, in table order.
     pub fn ids(&self) -> impl Iterator<Item = RouteId> {
         (0..self.entries.len()).map(RouteId)
     }
@@ -72,7 +72,7 @@ impl RouteTable {
         RouteId(found.unwrap_or(self.entries.len() - 1))
     }
 
-    /// The label of `id`, such as `GET /models`.
+    /// Returns the label of `id`, such as `GET /models`.
     pub fn label(&self, id: RouteId) -> &str {
         &self.entries[id.0].label
     }

@@ -4,7 +4,7 @@
 //! Time is passed in as the [`Duration`] since the recorder started, so the
 //! window logic runs the same under a test's clock as under the real one. A
 //! bucket belongs to the "epoch" `now / bucket_width`. Recording into a slot that
-//! still holds an older epoch resets it first, and reading skips slots whose epoch
+//! still contains an older epoch resets it first, and reading skips slots whose epoch
 //! has left the window, so no background task has to rotate the ring.
 
 use std::time::Duration;
@@ -28,7 +28,7 @@ pub fn latency_histogram<T: hdrhistogram::Counter>() -> Result<Histogram<T>, Cre
     Histogram::new_with_bounds(1, MAX_LATENCY_MICROS, SIGNIFICANT_DIGITS)
 }
 
-/// One served request, as the recorder sees it.
+/// One served request, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
     pub latency: Duration,
@@ -41,7 +41,7 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The latency in whole microseconds, rounded up, so a sub-microsecond
+    /// Returns the latency in whole microseconds, rounded up, so a sub-microsecond
     /// response still counts as taking time.
     fn latency_micros(&self) -> u64 {
         let micros = self.latency.as_nanos().div_ceil(1000);
@@ -57,7 +57,7 @@ pub struct Counts {
     pub server_errors: u64,
     /// Responses with 502, 503 or 504: the server could not serve the request at all.
     pub unavailable: u64,
-    /// Requests answered within the response-time target.
+    /// Responses sent within the response-time target.
     pub within_target: u64,
     /// Sum of the latencies, for an exact average.
     pub total_micros: u64,
@@ -108,7 +108,7 @@ pub struct WindowClock {
 }
 
 impl WindowClock {
-    /// A window of `length` split into `buckets` equal buckets. Both must be non-zero.
+    /// Splits a window of `length` into `buckets` equal buckets. A zero count is taken as 1.
     pub fn new(length: Duration, buckets: u32) -> Self {
         let buckets = buckets.max(1);
         let bucket_width = (length / buckets).max(Duration::from_millis(1));
@@ -128,7 +128,7 @@ impl WindowClock {
         (epoch % u64::from(self.buckets)) as usize
     }
 
-    /// Whether a slot of `epoch` is inside the window ending in `current`: the
+    /// Returns whether a slot of `epoch` is inside the window ending in `current`: the
     /// current bucket, which is still filling, and the `buckets - 1` before it.
     fn covers(&self, epoch: u64, current: u64) -> bool {
         epoch != EMPTY_SLOT && epoch <= current && current - epoch < u64::from(self.buckets)
@@ -295,7 +295,7 @@ mod tests {
         for second in 0..40u32 {
             series.record(&clock, second * SECOND, &sample(u64::from(second) + 1));
         }
-        // At t=39 s the window holds the buckets of 10 s to 39 s.
+        // At t=39 s the window covers the buckets of 10 s to 39 s.
         let (counts, latency) = window(&series, &clock, 39 * SECOND);
         assert_eq!(counts.requests, 30);
         assert_eq!(counts.total_micros, (11..=40).sum::<u64>() * 1000);
