@@ -22,7 +22,21 @@ install_packages() {
     command -v apt-get >/dev/null 2>&1 || return 1
     [ "$(id -u)" = "0" ] || return 1
     echo "==> installing $*"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    # The lock timeout lets an install wait for another apt run on the machine
+    # to finish instead of failing at once.
+    apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 "$@" >/dev/null
+}
+
+# Installs Chromium and chromedriver (Debian packages chromium and
+# chromium-driver) when either is missing, for the dashboard's browser test.
+# Returns non-zero when they are missing afterwards.
+ensure_browser() {
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+        return 0
+    fi
+    install_packages chromium chromium-driver || return 1
+    command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1
 }
 
 # Starts the machine's PostgreSQL cluster, installing the Debian package first

@@ -15,6 +15,7 @@ use crate::cache::{Cache, L2Store, Subscription};
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::generation::{spawn_workers, SvgSketchProvider};
+use crate::monitor::Monitor;
 use crate::probes;
 use crate::warmup::{self, Readiness};
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Wakes the generation workers when a generation is queued.
     pub generation_queued: Arc<Notify>,
+    /// Records every request for `/performance` and `/metrics`.
+    pub monitor: Arc<Monitor>,
 }
 
 /// Current time in Unix seconds, for token issue and expiry.
@@ -80,6 +83,7 @@ impl Application {
             passwords: PasswordHasher::new(cores),
             readiness: Arc::new(Readiness::new()),
             generation_queued: Arc::new(Notify::new()),
+            monitor: Arc::new(Monitor::new(config.monitoring, started)?),
             db,
             config: Arc::new(config),
         };
@@ -121,6 +125,7 @@ impl Application {
         );
 
         let probes = probes::spawn(&state);
+        let metrics_upkeep = spawn_metrics_upkeep(Arc::clone(&state.monitor));
 
         // The workers need the migrated schema, so they start once warm-up has finished.
         let background = tokio::spawn({
@@ -175,6 +180,7 @@ impl Application {
         for probe in probes {
             probe.abort();
         }
+        metrics_upkeep.abort();
         // sqlx's close waits for every connection, and one lost in a database outage
         // can keep it waiting forever, so the process would never exit.
         if tokio::time::timeout(POOL_CLOSE_TIMEOUT, state.db.close())
@@ -189,6 +195,21 @@ impl Application {
         tracing::info!(uptime_s = started.elapsed().as_secs_f64(), "stopped");
         outcome
     }
+}
+
+/// How often recorded latencies move into the Prometheus histogram buckets.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs the Prometheus recorder's upkeep until aborted, so latencies do not pile
+/// up in memory between scrapes of `/metrics`.
+fn spawn_metrics_upkeep(monitor: Arc<Monitor>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            monitor.run_upkeep();
+        }
+    })
 }
 
 /// Bound on closing the pool at shutdown.

@@ -7,8 +7,9 @@
 //! the cache entries the shared policy names, in every instance. A [`breaker`]
 //! guards each of Redis and the database. [`app`] builds and runs the server;
 //! [`warmup`] gets it ready before it takes traffic; [`generation`] runs the
-//! queued generations in the background. `seed` and `loadtest` are the
-//! operations commands.
+//! queued generations in the background; [`monitor`] records every request for
+//! `/performance` and `/metrics`. `seed` and `loadtest` are the operations
+//! commands.
 
 pub mod app;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod generation;
 pub mod http;
 pub mod loadtest;
+pub mod monitor;
 pub mod probes;
 pub mod seed;
 pub mod telemetry;

@@ -12,7 +12,10 @@ use std::time::Duration;
 pub use velro_shared::cors::AllowedOrigins;
 use velro_shared::routing::Region;
 
+mod monitoring;
 pub mod variables;
+
+pub use monitoring::MonitoringSettings;
 
 /// Deployment environment; production tightens the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +113,8 @@ pub struct Config {
     pub redis_breaker: BreakerSettings,
     /// Number of most recently active users whose profile and first generation page warm-up pre-loads.
     pub hot_set_size: u32,
+    /// Request recording for `/performance` and `/metrics`, and the targets it is compared with.
+    pub monitoring: MonitoringSettings,
 }
 
 /// Connection settings of the Redis L2 cache.
@@ -289,6 +294,7 @@ impl Config {
             hot_set_size: parse_or(env, "HOT_SET_SIZE", 100, "a whole number from 0 to 10000", |v| {
                 v.parse().ok().filter(|n| *n <= 10_000)
             })?,
+            monitoring: monitoring::monitoring_settings(env)?,
         })
     }
 

@@ -266,3 +266,56 @@ fn redis_variables_checked_without_url() {
     );
     assert!(Config::from_source(&[("REDIS_KEY_PREFIX", "a b")]).is_err());
 }
+
+#[test]
+fn monitoring_defaults_follow_shared_targets() {
+    let monitoring = Config::from_source(&[]).unwrap().monitoring;
+    assert!(monitoring.enabled);
+    assert_eq!(monitoring.window, Duration::from_secs(300));
+    assert_eq!(
+        monitoring.targets,
+        velro_shared::perf::PerformanceTargets::DEFAULT
+    );
+}
+
+#[test]
+fn monitoring_settings_from_environment() {
+    let monitoring = Config::from_source(&[
+        ("PERF_MONITORING_ENABLED", "false"),
+        ("PERF_WINDOW_SECS", "60"),
+        ("PERF_TARGET_RESPONSE_TIME_MS", "0.5"),
+        ("PERF_CACHE_HIT_RATE_TARGET", "80"),
+    ])
+    .unwrap()
+    .monitoring;
+    assert!(!monitoring.enabled);
+    assert_eq!(monitoring.window, Duration::from_secs(60));
+    assert_eq!(monitoring.targets.response_time_ms, 0.5);
+    assert_eq!(monitoring.targets.cache_hit_rate_percent, 80.0);
+    assert_eq!(monitoring.targets.error_rate_percent, 0.1);
+}
+
+#[test]
+fn monitoring_rejects_bad_values() {
+    let cases = [
+        ("PERF_MONITORING_ENABLED", "maybe"),
+        ("PERF_WINDOW_SECS", "29"),
+        ("PERF_WINDOW_SECS", "86401"),
+        ("PERF_WINDOW_SECS", "5m"),
+        ("PERF_TARGET_RESPONSE_TIME_MS", "0"),
+        ("PERF_TARGET_RESPONSE_TIME_MS", "-1"),
+        ("PERF_TARGET_RESPONSE_TIME_MS", "NaN"),
+        ("PERF_TARGET_RESPONSE_TIME_MS", "inf"),
+        ("PERF_CACHE_HIT_RATE_TARGET", "101"),
+        ("PERF_CACHE_HIT_RATE_TARGET", "95%"),
+    ];
+    for (name, value) in cases {
+        let error = Config::from_source(&[(name, value)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(&format!("invalid {name}={value:?}: expected ")),
+            "{error}"
+        );
+    }
+}

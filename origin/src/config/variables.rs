@@ -52,6 +52,10 @@ pub const VARIABLES: &[Variable] = &[
     variable("L1_CACHE_MAX_BYTES", "67108864", "Upper bound of the in-process cache, in bytes of cached bodies."),
     variable("HOT_SET_SIZE", "100", "Most recently active users whose profile and first generation page warm-up pre-loads."),
     variable("GENERATION_STEP_MS", "500", "Milliseconds the built-in generation provider takes per generation."),
+    variable("PERF_MONITORING_ENABLED", "true", "false turns off request recording; /performance then reports zero counts."),
+    variable("PERF_WINDOW_SECS", "300", "Seconds of the sliding window of /performance, from 30 to 86400."),
+    variable("PERF_TARGET_RESPONSE_TIME_MS", "75", "Response-time target in milliseconds; requests over 1.5 times it log a warning."),
+    variable("PERF_CACHE_HIT_RATE_TARGET", "95", "Cache hit rate target of /performance, in percent."),
     variable("WARMUP_HOLD_MS", "0", "Extra milliseconds readiness stays 503 after warm-up; a test aid."),
 ];
 

@@ -1,5 +1,6 @@
 //! The middleware every request passes through: request id, readiness gate,
-//! database circuit breaker, error envelope, timing and default caching headers.
+//! database circuit breaker, error envelope, timing, default caching headers,
+//! and recording for `/performance` and `/metrics`.
 
 use std::time::Instant;
 
@@ -13,7 +14,9 @@ use velro_shared::error::ErrorCode;
 use velro_shared::policy;
 
 use crate::app::AppState;
+use crate::cache::Lookup;
 use crate::error::{error_response, DatabaseFailure, ErrorInfo};
+use crate::monitor::is_monitoring_path;
 
 /// Header carrying the request id, kept from the client or generated here.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -71,7 +74,8 @@ pub async fn request_context(
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
     if let Ok(value) = HeaderValue::from_str(&format!("app;dur={elapsed_ms:.3}")) {
         headers.append(SERVER_TIMING.clone(), value);
     }
@@ -83,13 +87,23 @@ pub async fn request_context(
         request_id,
         "request served"
     );
+    let lookup = response.extensions().get::<Lookup>().copied();
+    state.monitor.record(
+        method.as_str(),
+        &path,
+        response.status().as_u16(),
+        elapsed,
+        lookup,
+        &request_id,
+    );
     response
 }
 
-/// Until warm-up finishes only the health routes and CORS preflights are served,
-/// so no client request pays for a cold pool or an empty cache.
+/// Until warm-up finishes only the monitoring routes (health, metrics,
+/// performance, dashboard) and CORS preflights are served, so no client request
+/// pays for a cold pool or an empty cache.
 fn is_gated(state: &AppState, method: &Method, path: &str) -> bool {
-    !state.readiness.is_ready() && method != Method::OPTIONS && !path.starts_with("/health")
+    !state.readiness.is_ready() && method != Method::OPTIONS && !is_monitoring_path(path)
 }
 
 /// A write while the database breaker is open is rejected before it queues for a connection.

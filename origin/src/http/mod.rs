@@ -2,11 +2,13 @@
 //! under the middleware every request passes through.
 
 mod auth;
+mod dashboard;
 pub mod generations;
 mod health;
 mod json;
 mod middleware;
 pub mod models;
+mod monitoring;
 mod path_id;
 mod projects;
 pub mod reads;
@@ -50,6 +52,8 @@ pub fn router(state: AppState) -> Router {
         .merge(generations::router())
         .merge(models::router())
         .merge(health::router())
+        .merge(monitoring::router())
+        .merge(dashboard::router())
         .fallback(|| async { AppError::client(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             AppError::client(

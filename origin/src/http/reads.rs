@@ -198,5 +198,7 @@ fn cached_response(
     if lookup != Lookup::Miss {
         headers.insert(header::AGE, HeaderValue::from(entry.age_seconds(now_ms())));
     }
+    // For the request recorder in the middleware, which counts cache hits per route.
+    response.extensions_mut().insert(lookup);
     response
 }

@@ -16,11 +16,13 @@
 //! - [`checks`]: assertions on responses, such as [`assert_error`].
 //! - [`servers`]: throwaway Redis servers, TCP proxies and database cuts for fault tests.
 //! - [`edge`]: the edge worker in workerd, in front of one or more origins.
+//! - [`browser`]: headless Chromium driven over WebDriver.
 
 // Every test binary includes this module with `mod common;` and uses a different
 // subset of it, so each binary would otherwise warn about the parts it leaves out.
 #![allow(dead_code, unused_imports)]
 
+mod browser;
 mod checks;
 mod edge;
 mod requests;
@@ -32,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub use browser::{Browser, SKIP_BROWSER_TESTS_ENV};
 pub use checks::{
     assert_error, cache_control, cache_status_params, header, header_list, max_age, parse_json,
 };
