@@ -5,7 +5,7 @@
 //! to the monitoring routes themselves (`/health`, `/metrics`, `/performance`,
 //! `/dashboard`) are not recorded. Each route label has its own [`RouteSeries`]
 //! behind its own mutex, held only to add one sample, so requests to different
-//! routes never wait for each other. Every bucket is allocated at start, so
+//! routes never wait for each other's figures. Every bucket is allocated at start, so
 //! recording a request into the figures allocates nothing.
 //!
 //! Memory budget: per route label, 30 window buckets of a one-significant-digit

@@ -232,6 +232,7 @@ mod tests {
             latency: &latency,
         }];
         let figures = Figures::new(None, &total, &latency, &routes, &TARGETS);
+
         assert_eq!(figures.avg_response_ms, 25.875);
         assert_eq!(figures.performance_rate_percent, 75.0);
         assert_eq!(figures.cache_hit_rate_percent, Some(66.67));
