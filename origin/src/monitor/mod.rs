@@ -172,7 +172,8 @@ impl Monitor {
         let targets = &self.settings.targets;
         PerformanceReport {
             monitoring_enabled: self.settings.enabled,
-            uptime_hours: (now.as_secs_f64() / 3600.0 * 10_000.0).round() / 10_000.0,
+            // Not rounded: a server asked right after start would otherwise report zero.
+            uptime_hours: now.as_secs_f64() / 3600.0,
             targets: *targets,
             since_start: self.since_start_figures(),
             window: self.window_figures(now),
