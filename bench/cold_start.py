@@ -21,7 +21,7 @@ import sys
 import time
 
 POLL_INTERVAL_S = 0.001
-# Longest wait for one start; a start that takes longer fails the measurement.
+# Maximum wait for one start. A start that takes longer fails the measurement.
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 

@@ -1,7 +1,7 @@
 # Helpers of bench/run. Source it after scripts/lib.sh; do not run it. They
 # expect WORK_DIR (server logs) and RESULTS_DIR (measured figures) to be set.
 
-# Longest wait for a server to accept requests.
+# Maximum wait for a server to accept requests.
 START_TIMEOUT_SECS=60
 # Load average when the run started, recorded because other work on the machine
 # shows up in every figure.
@@ -48,7 +48,7 @@ for key in sys.argv[1].split("."):
 print(value)' "$1" 2>/dev/null
 }
 
-# Waits until GET /health/ready answers 200: wait_ready PID URL
+# Waits until GET /health/ready returns 200: wait_ready PID URL
 wait_ready() {
     local pid="$1" url="$2" status
     for _ in $(seq 1 $((START_TIMEOUT_SECS * 20))); do

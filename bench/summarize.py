@@ -3,7 +3,7 @@
 
 Usage: summarize.py RESULTS_DIR RESULT_FILE (--update BENCHMARKS.md | --quick)
 
-RESULTS_DIR holds what bench/run wrote: NAME.json from bench/report.lua for
+RESULTS_DIR contains what bench/run wrote: NAME.json from bench/report.lua for
 each wrk run (ceiling.cN, CONFIG.ROUTE.cN), CONFIG.workflow.json from
 `velro-origin loadtest --json`, CONFIG.peak_rss_kb, sqlite.cold_start.json and
 argon2.json. The run settings come from the BENCH_* variables bench/run sets.
@@ -29,7 +29,7 @@ MAX_WORKFLOW_READ_P95_MS = 5.0
 MAX_LOGIN_OVER_ARGON2_MS = 5.0
 MAX_COLD_START_MS = 100.0
 MAX_PEAK_RSS_KB = 64 * 1024
-# The platform's response-time target, which a quick run holds every read's p95 to.
+# The platform's response-time target, the maximum p95 of every read in a quick run.
 QUICK_MAX_READ_P95_MS = 75.0
 
 # Cached-read routes as named in the results, with their labels.
