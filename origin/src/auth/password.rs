@@ -42,7 +42,9 @@ pub struct PasswordHasher {
     /// whether or not the account exists and timing cannot reveal registered emails.
     dummy_hash: Arc<OnceCell<String>>,
     /// User id -> HMAC of (stored hash, password) of their last successful login.
-    remembered: moka::sync::Cache<String, [u8; 32]>,
+    /// Behind an `Arc` because cloning a moka cache updates several reference
+    /// counts, and the application state holding it is cloned on every request.
+    remembered: Arc<moka::sync::Cache<String, [u8; 32]>>,
     /// HMAC keyed with a random key made at start-up, cloned for each fingerprint.
     remember_mac: Arc<Hmac<Sha256>>,
 }
@@ -53,10 +55,12 @@ impl PasswordHasher {
         Self {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             dummy_hash: Arc::new(OnceCell::new()),
-            remembered: moka::sync::Cache::builder()
-                .max_capacity(MAX_REMEMBERED_LOGINS)
-                .time_to_live(REMEMBER_LOGIN_FOR)
-                .build(),
+            remembered: Arc::new(
+                moka::sync::Cache::builder()
+                    .max_capacity(MAX_REMEMBERED_LOGINS)
+                    .time_to_live(REMEMBER_LOGIN_FOR)
+                    .build(),
+            ),
             remember_mac: Arc::new(random_mac()),
         }
     }

@@ -1,5 +1,7 @@
 //! Issuing access tokens (short-lived HS256 JWTs) and opaque refresh tokens.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
@@ -15,13 +17,15 @@ pub const REFRESH_TOKEN_TTL_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 /// Signs access tokens with the server's key.
 #[derive(Clone)]
 pub struct TokenIssuer {
-    key: TokenKey,
+    /// Behind an `Arc` because the key is a keyed HMAC state of a few hundred
+    /// bytes, and the application state holding it is cloned on every request.
+    key: Arc<TokenKey>,
 }
 
 impl TokenIssuer {
     /// Creates an issuer for `key`.
     pub fn new(key: TokenKey) -> Self {
-        Self { key }
+        Self { key: Arc::new(key) }
     }
 
     /// The key, for verification.

@@ -1,8 +1,9 @@
 //! One cached response body and its wire form in Redis.
 
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use velro_shared::policy::CachePolicy;
+use velro_shared::policy::{self, CachePolicy};
 
 /// A response body ready to send, with the validator and policy it was built with.
 #[derive(Debug, Clone)]
@@ -17,6 +18,11 @@ pub struct CachedBody {
     /// when it was loaded without Redis. An L1 hit compares them with the current
     /// ones, because another instance's invalidation may not have arrived yet.
     pub redis_versions: Option<Vec<u64>>,
+    /// `etag` and the policy's `Cache-Control` as header values, built once when
+    /// the entry is made so that a cache hit only clones them. `None` when a value
+    /// is not a valid header, which the constructors' inputs never produce.
+    pub etag_header: Option<HeaderValue>,
+    pub cache_control_header: Option<HeaderValue>,
 }
 
 impl CachedBody {
@@ -24,12 +30,24 @@ impl CachedBody {
     pub fn new(body: Vec<u8>, policy: CachePolicy) -> Self {
         let digest = Sha256::digest(&body);
         let etag = format!("W/\"{}\"", hex_prefix(&digest, 16));
+        Self::with_headers(Bytes::from(body), etag, policy, now_ms(), None)
+    }
+
+    fn with_headers(
+        body: Bytes,
+        etag: String,
+        policy: CachePolicy,
+        stored_at_ms: u64,
+        redis_versions: Option<Vec<u64>>,
+    ) -> Self {
         Self {
-            body: Bytes::from(body),
+            etag_header: HeaderValue::from_str(&etag).ok(),
+            cache_control_header: HeaderValue::from_str(&policy::cache_control(&policy)).ok(),
+            body,
             etag,
             policy,
-            stored_at_ms: now_ms(),
-            redis_versions: None,
+            stored_at_ms,
+            redis_versions,
         }
     }
 
@@ -102,13 +120,13 @@ impl CachedBody {
                 .collect::<Option<Vec<u64>>>()?
         };
         let policy = CachePolicy::decode(policy)?;
-        Some(Self {
-            body: Bytes::copy_from_slice(rest),
-            etag: etag.to_string(),
+        Some(Self::with_headers(
+            Bytes::copy_from_slice(rest),
+            etag.to_string(),
             policy,
-            stored_at_ms: stored_at.parse().ok()?,
-            redis_versions: Some(versions),
-        })
+            stored_at.parse().ok()?,
+            Some(versions),
+        ))
     }
 }
 
@@ -153,6 +171,18 @@ mod tests {
         assert_eq!(decoded.etag, entry.etag);
         assert_eq!(decoded.policy, entry.policy);
         assert_eq!(decoded.stored_at_ms, entry.stored_at_ms);
+        assert_eq!(decoded.etag_header, entry.etag_header);
+        assert_eq!(decoded.cache_control_header, entry.cache_control_header);
+    }
+
+    #[test]
+    fn header_values_match_fields() {
+        let entry = profile("{}");
+        assert_eq!(entry.etag_header.as_ref().unwrap(), entry.etag.as_str());
+        assert_eq!(
+            entry.cache_control_header.as_ref().unwrap(),
+            policy::cache_control(&entry.policy).as_str()
+        );
     }
 
     #[test]

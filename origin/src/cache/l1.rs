@@ -11,6 +11,7 @@
 //! Entries outlive their freshness by the policy's stale-if-error window, so a
 //! read can still be served while the database is down.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,7 +89,8 @@ impl L1Store {
             let version = self.tag_versions.get_with_by_ref(tag.as_str(), || {
                 self.next_version.fetch_add(1, Ordering::Relaxed)
             });
-            versioned.push_str(&format!("#{version}"));
+            // Writing to a String cannot fail.
+            let _ = write!(versioned, "#{version}");
         }
         versioned
     }

@@ -75,7 +75,10 @@ pub struct CacheStats {
 /// The two cache levels; cheap to clone.
 #[derive(Clone)]
 pub struct Cache {
-    l1: L1Store,
+    /// Behind an `Arc` because the store holds two moka caches, whose clones
+    /// update several reference counts, and the application state holding this
+    /// cache is cloned on every request.
+    l1: Arc<L1Store>,
     l2: Option<Arc<L2Store>>,
     counters: Arc<Counters>,
 }
@@ -84,7 +87,7 @@ impl Cache {
     /// A cache with an L1 of `l1_max_bytes` and, when given, the Redis L2.
     pub fn new(l1_max_bytes: u64, l2: Option<Arc<L2Store>>) -> Self {
         Self {
-            l1: L1Store::new(l1_max_bytes),
+            l1: Arc::new(L1Store::new(l1_max_bytes)),
             l2,
             counters: Arc::new(Counters::default()),
         }
@@ -98,7 +101,7 @@ impl Cache {
     /// Starts the invalidation subscriber, when Redis is configured.
     pub fn subscribe(&self) -> Option<(Arc<Subscription>, tokio::task::JoinHandle<()>)> {
         let l2 = self.l2.as_ref()?;
-        Some(subscriber::spawn(Arc::clone(l2), self.l1.clone()))
+        Some(subscriber::spawn(Arc::clone(l2), L1Store::clone(&self.l1)))
     }
 
     /// Returns the entry for `key`, loading it with `load` when no level has it fresh.

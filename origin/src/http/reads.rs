@@ -171,11 +171,11 @@ fn cached_response(
     };
 
     let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&entry.etag) {
-        headers.insert(header::ETAG, etag);
+    if let Some(etag) = &entry.etag_header {
+        headers.insert(header::ETAG, etag.clone());
     }
-    if let Ok(cache_control) = HeaderValue::from_str(&policy::cache_control(&entry.policy)) {
-        headers.insert(header::CACHE_CONTROL, cache_control);
+    if let Some(cache_control) = &entry.cache_control_header {
+        headers.insert(header::CACHE_CONTROL, cache_control.clone());
     }
     if entry.policy.scope == Scope::Private {
         // The body depends on the caller, so any cache in between must key on the token too.
