@@ -164,6 +164,12 @@ async fn disabled_monitoring_records_nothing() {
         assert_eq!(report[period]["total_requests"], 0, "{period}");
         assert_eq!(report[period]["p50_ms"], Value::Null, "{period}");
         assert_eq!(report[period]["routes"], serde_json::json!([]), "{period}");
+        for target in ["performance", "cache_hit_rate", "error_rate"] {
+            assert_eq!(
+                report[period]["targets_met"][target], false,
+                "{period} {target}: nothing measured, so nothing met"
+            );
+        }
     }
     let metrics = scrape(&app).await;
     assert!(

@@ -12,6 +12,8 @@ use super::{parse_or, ConfigError, EnvSource};
 const MIN_WINDOW_SECS: u64 = 30;
 /// Maximum window length: one day.
 const MAX_WINDOW_SECS: u64 = 86_400;
+/// Smallest response-time target accepted, in milliseconds: latencies are recorded in microseconds.
+const MIN_TARGET_RESPONSE_TIME_MS: f64 = 0.001;
 /// Largest response-time target accepted, in milliseconds: the recorded latencies stop at 60 s.
 const MAX_TARGET_RESPONSE_TIME_MS: f64 = 60_000.0;
 
@@ -63,12 +65,11 @@ pub(super) fn monitoring_settings(env: &impl EnvSource) -> Result<MonitoringSett
         env,
         "PERF_TARGET_RESPONSE_TIME_MS",
         defaults.response_time_ms,
-        "a number of milliseconds above 0 and at most 60000, such as 75 or 0.5",
+        "a number of milliseconds from 0.001 to 60000, such as 75 or 0.5",
         |value| {
-            value
-                .parse::<f64>()
-                .ok()
-                .filter(|ms| *ms > 0.0 && *ms <= MAX_TARGET_RESPONSE_TIME_MS)
+            value.parse::<f64>().ok().filter(|ms| {
+                (MIN_TARGET_RESPONSE_TIME_MS..=MAX_TARGET_RESPONSE_TIME_MS).contains(ms)
+            })
         },
     )?;
     let cache_hit_rate_percent = parse_or(

@@ -306,6 +306,7 @@ fn monitoring_rejects_bad_values() {
         ("PERF_TARGET_RESPONSE_TIME_MS", "-1"),
         ("PERF_TARGET_RESPONSE_TIME_MS", "NaN"),
         ("PERF_TARGET_RESPONSE_TIME_MS", "inf"),
+        ("PERF_TARGET_RESPONSE_TIME_MS", "1e-9"),
         ("PERF_CACHE_HIT_RATE_TARGET", "101"),
         ("PERF_CACHE_HIT_RATE_TARGET", "95%"),
     ];

@@ -34,7 +34,7 @@ pub use memory::resident_bytes;
 pub use prometheus::Gauges;
 use prometheus::PrometheusMetrics;
 use report::RoutePeriod;
-pub use report::{Figures, MemoryReport, PerformanceReport};
+pub use report::{Figures, MemoryReport, PerformanceReport, TargetsMet};
 use routes::{RouteId, RouteTable};
 use slow::SlowWarnings;
 use window::{latency_histogram, Counts, RouteSeries, Sample, WindowClock};
@@ -44,9 +44,12 @@ const SLOW_FACTOR: f64 = 1.5;
 
 /// Returns whether `path` is a monitoring route, which is served during warm-up and not recorded.
 pub fn is_monitoring_path(path: &str) -> bool {
-    path == "/health"
-        || path.starts_with("/health/")
-        || matches!(path, "/metrics" | "/performance" | "/dashboard")
+    // Exact paths only: anything else under `/health/` is an unknown route,
+    // recorded like any other, so traffic cannot hide from the figures there.
+    matches!(
+        path,
+        "/health" | "/health/ready" | "/metrics" | "/performance" | "/dashboard"
+    )
 }
 
 /// The figures and warning state of one route label.
@@ -170,13 +173,21 @@ impl Monitor {
     pub fn performance(&self) -> PerformanceReport {
         let now = self.started.elapsed();
         let targets = &self.settings.targets;
+        let mut since_start = self.since_start_figures();
+        let mut window = self.window_figures(now);
+        if !self.settings.enabled {
+            // Nothing was measured, so no target is known to be met; a deploy
+            // watcher that reads only `targets_met` must not take this for a pass.
+            since_start.targets_met = TargetsMet::NONE;
+            window.targets_met = TargetsMet::NONE;
+        }
         PerformanceReport {
             monitoring_enabled: self.settings.enabled,
             // Not rounded: a server asked right after start would otherwise report zero.
             uptime_hours: now.as_secs_f64() / 3600.0,
             targets: *targets,
-            since_start: self.since_start_figures(),
-            window: self.window_figures(now),
+            since_start,
+            window,
             memory: MemoryReport::new(resident_bytes(), self.startup_rss_bytes),
         }
     }

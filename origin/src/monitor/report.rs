@@ -75,6 +75,15 @@ pub struct TargetsMet {
     pub error_rate: bool,
 }
 
+impl TargetsMet {
+    /// No target met: what a report says when monitoring is off.
+    pub const NONE: Self = Self {
+        performance: false,
+        cache_hit_rate: false,
+        error_rate: false,
+    };
+}
+
 /// Figures of one route label.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteFigures {
@@ -123,9 +132,9 @@ impl Figures {
             window_seconds,
             total_requests: total.requests,
             avg_response_ms: average_ms(total),
-            performance_rate_percent,
-            cache_hit_rate_percent,
-            error_rate_percent,
+            performance_rate_percent: round(performance_rate_percent, 2),
+            cache_hit_rate_percent: cache_hit_rate_percent.map(|rate| round(rate, 2)),
+            error_rate_percent: round(error_rate_percent, 2),
             availability_percent: round(availability_percent, 2),
             p50_ms: has_requests.then(|| quantile_ms(latency, 0.50)),
             p95_ms: has_requests.then(|| quantile_ms(latency, 0.95)),
@@ -151,15 +160,17 @@ impl RouteFigures {
             p50_ms: quantile_ms(route.latency, 0.50),
             p95_ms: quantile_ms(route.latency, 0.95),
             p99_ms: quantile_ms(route.latency, 0.99),
-            cache_hit_rate_percent: percent(route.counts.cache_hits, route.counts.cache_lookups),
+            cache_hit_rate_percent: percent(route.counts.cache_hits, route.counts.cache_lookups)
+                .map(|rate| round(rate, 2)),
         }
     }
 }
 
-/// `part / whole` in percent, rounded to two decimals, or `None` when `whole` is zero.
+/// Returns `part` as a percentage of `whole`, unrounded, so that target checks
+/// see the exact share. `None` when `whole` is zero.
 fn percent(part: u64, whole: u64) -> Option<f64> {
     // u64 to f64 is exact below 2^53 requests, far beyond what one process serves.
-    (whole > 0).then(|| round(part as f64 * 100.0 / whole as f64, 2))
+    (whole > 0).then(|| part as f64 * 100.0 / whole as f64)
 }
 
 fn percent_or(part: u64, whole: u64, empty: f64) -> f64 {
@@ -245,6 +256,22 @@ mod tests {
         assert_eq!(figures.routes[0].errors, 1);
         let p99 = figures.p99_ms.unwrap();
         assert!((94.0..=106.0).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn targets_compare_unrounded_rates() {
+        let latency = latency_histogram::<u64>().unwrap();
+        // 1 error in 995 requests is 0.1005 %, shown as 0.1 but over the 0.1 % target.
+        let total = Counts {
+            requests: 995,
+            server_errors: 1,
+            within_target: 995,
+            ..Counts::default()
+        };
+        let figures = Figures::new(None, &total, &latency, &[], &TARGETS);
+
+        assert_eq!(figures.error_rate_percent, 0.1);
+        assert!(!figures.targets_met.error_rate);
     }
 
     #[test]

@@ -63,7 +63,12 @@ impl RouteTable {
     /// Finds the label of a request. A linear scan over a few dozen entries,
     /// cheaper than hashing the label.
     pub fn find(&self, method: &str, path: &str) -> RouteId {
-        let route = policy::match_route(method, path).map(|matched| matched.route);
+        // The shared matcher skips empty segments, but the router answers 404 to
+        // `/models/` or `//models`, so such paths must not count under a route.
+        let has_empty_segment = path.len() > 1 && (path.ends_with('/') || path.contains("//"));
+        let route = policy::match_route(method, path)
+            .filter(|_| !has_empty_segment)
+            .map(|matched| matched.route);
         let found = route.and_then(|route| {
             self.entries
                 .iter()
@@ -105,6 +110,11 @@ mod tests {
             ("PUT", "/models"),
             ("OPTIONS", "/models"),
             ("GET", "/health"),
+            // The router answers 404 to these, although the shared matcher skips empty segments.
+            ("GET", "/models/"),
+            ("GET", "//models"),
+            ("GET", "/generations//abc"),
+            ("GET", "/generations/abc/"),
         ] {
             assert_eq!(
                 table.label(table.find(method, path)),

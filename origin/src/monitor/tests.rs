@@ -113,3 +113,43 @@ fn two_monitors_keep_separate_metrics() {
         "{second_text}"
     );
 }
+
+#[test]
+fn monitoring_paths_are_exact() {
+    for path in [
+        "/health",
+        "/health/ready",
+        "/metrics",
+        "/performance",
+        "/dashboard",
+    ] {
+        assert!(is_monitoring_path(path), "{path}");
+    }
+    for path in [
+        "/health/",
+        "/health/x",
+        "/healthz",
+        "/metrics/",
+        "/dashboard/x",
+    ] {
+        assert!(!is_monitoring_path(path), "{path}");
+    }
+}
+
+#[test]
+fn disabled_report_meets_no_target() {
+    let monitor = Monitor::new(
+        MonitoringSettings {
+            enabled: false,
+            ..settings()
+        },
+        Instant::now(),
+    )
+    .unwrap();
+    let report = monitor.performance();
+    for figures in [&report.since_start, &report.window] {
+        assert!(!figures.targets_met.performance);
+        assert!(!figures.targets_met.cache_hit_rate);
+        assert!(!figures.targets_met.error_rate);
+    }
+}
