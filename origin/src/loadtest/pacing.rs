@@ -5,10 +5,11 @@
 //! fewer requests, and a stall delays only the requests in flight. The
 //! percentiles hide it, which is called coordinated omission.
 //!
-//! In the open model (`--rate`) each user follows a fixed schedule. A request's
-//! latency counts from the time it was due, not from the time it was sent. A
-//! user whose previous request is late sends the next one as soon as it can,
-//! so the time spent waiting behind a stall is measured as latency.
+//! In the open model (`--rate`) each user follows a fixed schedule. A user
+//! whose previous response came late sends the next request at once, and its
+//! latency counts from the time it was due, so the time spent waiting behind a
+//! stall is measured as latency. A user that was idle sends when the request
+//! is due, and its clock starts then.
 
 use std::time::Duration;
 
@@ -28,7 +29,8 @@ pub enum Pacing {
 
 impl Pacing {
     /// Waits until the next request is due and returns the time its latency
-    /// counts from. Returns `None` when the stop signal arrives first.
+    /// counts from: the due time when the user is late, the time of sending
+    /// otherwise. Returns `None` when the stop signal arrives first.
     pub async fn next_send(&mut self, stop: &mut watch::Receiver<bool>) -> Option<Instant> {
         if *stop.borrow() {
             return None;
@@ -37,13 +39,18 @@ impl Pacing {
             return Some(Instant::now());
         };
         let due = schedule.advance();
+        if Instant::now() >= due {
+            return Some(due);
+        }
         tokio::select! {
             () = tokio::time::sleep_until(due) => {}
             // An error means the sender is gone, which only happens once the run is over.
             _ = stop.wait_for(|stop| *stop) => return None,
         }
+        // A timer fires up to a millisecond or so after `due`. That delay is the
+        // load generator's own, so an idle user's clock starts when it wakes.
         // When both branches are ready at once, the stop signal wins.
-        (!*stop.borrow()).then_some(due)
+        (!*stop.borrow()).then(Instant::now)
     }
 
     /// Pauses for one think time between workflows in the closed model, or less

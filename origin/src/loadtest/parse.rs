@@ -154,16 +154,20 @@ pub fn parse_target_ms(value: &str) -> Result<f64, String> {
     }
 }
 
+/// Lowest `--rate` accepted, in requests per second (one request in about 17
+/// minutes). It keeps every due time within what `Instant` can represent.
+const MIN_RATE: f64 = 0.001;
+
 /// Highest `--rate` accepted, in requests per second: far above what one
 /// client machine can send, so a larger value is a typing error.
 const MAX_RATE: f64 = 1_000_000.0;
 
-/// Parses `--rate`: requests per second, a number above zero and at most [`MAX_RATE`].
+/// Parses `--rate`: requests per second, from [`MIN_RATE`] to [`MAX_RATE`].
 pub fn parse_rate(value: &str) -> Result<f64, String> {
     match value.trim().parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE => Ok(rate),
+        Ok(rate) if (MIN_RATE..=MAX_RATE).contains(&rate) => Ok(rate),
         _ => Err(format!(
-            "expected requests per second, a number above 0 and at most {MAX_RATE}, such as 200 or 12.5"
+            "expected requests per second, a number from {MIN_RATE} to {MAX_RATE}, such as 200 or 12.5"
         )),
     }
 }
@@ -323,7 +327,10 @@ mod tests {
     fn target_ms_accepts_positive_numbers_only() {
         assert_eq!(parse_rate("200"), Ok(200.0));
         assert_eq!(parse_rate(" 12.5 "), Ok(12.5));
-        for input in ["0", "-1", "NaN", "inf", "2000000", "ten", ""] {
+        assert_eq!(parse_rate("0.001"), Ok(0.001));
+        for input in [
+            "0", "-1", "NaN", "inf", "2000000", "2e-19", "0.0009", "ten", "",
+        ] {
             assert!(parse_rate(input).is_err(), "input {input:?}");
         }
         assert_eq!(parse_target_ms("75"), Ok(75.0));
