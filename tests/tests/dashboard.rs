@@ -34,6 +34,7 @@ return {
   target_dasharray: getComputedStyle(document.getElementById("line-target")).strokeDasharray,
   hit_rate: card.querySelector(".value").textContent,
   hit_rate_status: card.dataset.status,
+  card_statuses: Array.from(document.querySelectorAll(".card")).map((each) => each.dataset.status),
   routes: Array.from(document.querySelectorAll("#routes tbody tr[data-route]")).map((row) => ({
     route: row.dataset.route,
     requests: row.querySelector('[data-field="requests"]').textContent,
@@ -55,6 +56,8 @@ struct PageSnapshot {
     target_dasharray: String,
     hit_rate: String,
     hit_rate_status: String,
+    /// `pass`, `fail` or `none` for each card, in page order.
+    card_statuses: Vec<String>,
     routes: Vec<RouteRow>,
 }
 
@@ -270,6 +273,7 @@ async fn dashboard_renders_live_figures() {
 async fn dashboard_reports_disabled_monitoring() {
     let app = TestApp::builder()
         .env("PERF_MONITORING_ENABLED", "false")
+        .env("PERF_TARGET_RESPONSE_TIME_MS", "0.5")
         .spawn()
         .await;
     let Some(browser) = Browser::start().await else {
@@ -293,6 +297,14 @@ async fn dashboard_reports_disabled_monitoring() {
     );
     assert!(page.p50.is_empty(), "p50 points: {:?}", page.p50);
     assert_eq!(page.hit_rate, "\u{2013}");
+    // A fractional target keeps its decimals instead of rounding to "1 ms".
+    assert_eq!(page.target_legend, "target 0.5 ms");
+    // Nothing was measured, so no card may show a pass or a fail.
+    assert!(
+        page.card_statuses.iter().all(|status| status == "none"),
+        "card statuses: {:?}",
+        page.card_statuses
+    );
 
     browser.close().await;
 }
