@@ -104,7 +104,7 @@ async fn loadtest_reports_json_without_errors() {
 /// In the open model a stall of the server shows in the percentiles: the
 /// requests that fell due while it was frozen count their wait as latency.
 #[tokio::test]
-async fn loadtest_open_model_counts_a_stall_from_due_times() {
+async fn open_model_loadtest_counts_stall() {
     const RATE: f64 = 40.0;
     const SENDING: Duration = Duration::from_secs(4);
     const STALL: Duration = Duration::from_secs(1);

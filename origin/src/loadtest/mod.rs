@@ -196,7 +196,7 @@ fn build_client(users: u32, timeout: Duration) -> anyhow::Result<Client> {
         .context("building the HTTP client failed")
 }
 
-/// The pacing of each user, in order: a schedule from `start` with `--rate`,
+/// Builds the pacing of each user, in order: a schedule from `start` with `--rate`,
 /// the think time otherwise.
 fn pacings(args: &LoadtestArgs, start: TokioInstant) -> anyhow::Result<Vec<Pacing>> {
     (1..=args.users)

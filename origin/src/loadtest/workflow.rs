@@ -192,8 +192,9 @@ impl VirtualUser {
     }
 
     /// Sends one request, records its outcome, and returns the decoded body of a
-    /// 2xx response. The latency runs from `due`, when the request was due to be
-    /// sent, to the end of the body; decoding the JSON happens after the clock stops.
+    /// 2xx response. The latency runs from `due`, the start that
+    /// [`Pacing::next_send`] returned, to the end of the body. Decoding the JSON
+    /// happens after the clock stops.
     async fn send<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,

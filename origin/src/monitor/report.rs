@@ -76,7 +76,7 @@ pub struct TargetsMet {
 }
 
 impl TargetsMet {
-    /// No target met: what a report says when monitoring is off.
+    /// No target met: the value of a report when monitoring is off.
     pub const NONE: Self = Self {
         performance: false,
         cache_hit_rate: false,

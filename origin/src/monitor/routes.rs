@@ -63,7 +63,7 @@ impl RouteTable {
     /// Finds the label of a request. A linear scan over a few dozen entries,
     /// cheaper than hashing the label.
     pub fn find(&self, method: &str, path: &str) -> RouteId {
-        // The shared matcher skips empty segments, but the router answers 404 to
+        // The shared matcher skips empty segments, but the router returns 404 for
         // `/models/` or `//models`, so such paths must not count under a route.
         let has_empty_segment = path.len() > 1 && (path.ends_with('/') || path.contains("//"));
         let route = policy::match_route(method, path)
@@ -110,7 +110,7 @@ mod tests {
             ("PUT", "/models"),
             ("OPTIONS", "/models"),
             ("GET", "/health"),
-            // The router answers 404 to these, although the shared matcher skips empty segments.
+            // The router returns 404 for these, although the shared matcher skips empty segments.
             ("GET", "/models/"),
             ("GET", "//models"),
             ("GET", "/generations//abc"),
