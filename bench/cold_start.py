@@ -33,7 +33,7 @@ def free_port():
 
 
 def ready_status(port):
-    """Returns the status code of GET /health/ready, or None when nothing answers yet."""
+    """Returns the status code of GET /health/ready, or None when nothing responds yet."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
             connection.sendall(

@@ -25,7 +25,7 @@ mod window;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
+use hdrhistogram::{Counter, Histogram};
 use velro_shared::perf::PerformanceTargets;
 
 use crate::cache::Lookup;
@@ -194,28 +194,13 @@ impl Monitor {
 
     fn since_start_figures(&self) -> Figures {
         // Copied out under each route's lock, so a report never holds two locks.
-        let mut copies = Vec::with_capacity(self.series.len());
+        let mut per_route = Vec::with_capacity(self.series.len());
         for id in self.routes.ids().take(self.series.len()) {
             let state = self.lock(id);
             let (counts, latency) = state.series.since_start();
-            copies.push((id, counts, latency.clone()));
+            per_route.push((id, counts, latency.clone()));
         }
-        let mut total = Counts::default();
-        let mut latency = self.blank_since_start.clone();
-        for (_, counts, route_latency) in &copies {
-            total.add(counts);
-            // Every histogram has the same range, so adding cannot fail.
-            let _ = latency.add(route_latency);
-        }
-        let routes: Vec<RoutePeriod<'_, u64>> = copies
-            .iter()
-            .map(|(id, counts, latency)| RoutePeriod {
-                label: self.routes.label(*id),
-                counts: *counts,
-                latency,
-            })
-            .collect();
-        Figures::new(None, &total, &latency, &routes, &self.settings.targets)
+        self.figures(None, &per_route, &self.blank_since_start)
     }
 
     fn window_figures(&self, now: Duration) -> Figures {
@@ -228,13 +213,25 @@ impl Monitor {
                 .add_window(&self.clock, now, &mut counts, &mut latency);
             per_route.push((id, counts, latency));
         }
+        let window_seconds = Some(self.settings.window.as_secs());
+        self.figures(window_seconds, &per_route, &self.blank_window)
+    }
+
+    /// Sums the routes' counts and latencies of one period into its figures.
+    fn figures<T: Counter>(
+        &self,
+        window_seconds: Option<u64>,
+        per_route: &[(RouteId, Counts, Histogram<T>)],
+        blank: &Histogram<T>,
+    ) -> Figures {
         let mut total = Counts::default();
-        let mut latency = self.blank_window.clone();
-        for (_, counts, route_latency) in &per_route {
+        let mut latency = blank.clone();
+        for (_, counts, route_latency) in per_route {
             total.add(counts);
+            // Every histogram comes from `latency_histogram`, so the ranges match and adding cannot fail.
             let _ = latency.add(route_latency);
         }
-        let routes: Vec<RoutePeriod<'_, u32>> = per_route
+        let routes: Vec<RoutePeriod<'_, T>> = per_route
             .iter()
             .map(|(id, counts, latency)| RoutePeriod {
                 label: self.routes.label(*id),
@@ -243,7 +240,7 @@ impl Monitor {
             })
             .collect();
         Figures::new(
-            Some(self.settings.window.as_secs()),
+            window_seconds,
             &total,
             &latency,
             &routes,

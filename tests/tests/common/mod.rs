@@ -635,7 +635,7 @@ impl TestApp {
     }
 
     /// Freezes the server with SIGSTOP: the kernel still accepts connections on
-    /// its port, but nothing answers until [`TestApp::resume`].
+    /// its port, but nothing responds until [`TestApp::resume`].
     pub fn freeze(&self) {
         self.signal("STOP");
     }
