@@ -9,7 +9,8 @@
 //! [`warmup`] gets it ready before it takes traffic; [`generation`] runs the
 //! queued generations in the background; [`monitor`] records every request for
 //! `/performance` and `/metrics`. `seed` and `loadtest` are the operations
-//! commands.
+//! commands, and [`deploy`] holds the deploy job's `health-check`,
+//! `watch-deploy` and `regions`.
 
 pub mod app;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod deploy;
 pub mod error;
 pub mod generation;
 pub mod http;

@@ -2,16 +2,19 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::Parser as _;
 use velro_origin::app::{shutdown_signal, Application};
 use velro_origin::cli::{Cli, Command};
 use velro_origin::config::{Config, LogFormat, PoolSettings};
 use velro_origin::telemetry::{self, LogTarget};
-use velro_origin::{db, loadtest, seed};
+use velro_origin::{db, deploy, loadtest, seed};
 
 fn main() -> ExitCode {
     let started = Instant::now();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,6 +32,18 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints clap's message and exits 0 for `--help` and `--version`, 1 for a
+/// usage error. Clap would exit 2, which `watch-deploy` keeps for a rollback.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    // Printing fails only when the terminal is gone, and then nobody reads it.
+    let _ = error.print();
+    if error.use_stderr() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -54,6 +69,9 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<ExitCode> {
             seed::run(&config, &args).await.context("seeding failed")?;
         }
         Command::Env => print!("{}", velro_origin::config::variables::render_dotenv()),
+        Command::HealthCheck(args) => return deploy::health_check::run(args).await,
+        Command::WatchDeploy(args) => return deploy::watch::run(args).await,
+        Command::Regions(args) => return deploy::regions::run(&args),
         Command::Loadtest(args) => {
             // The load test talks to a server over HTTP and needs none of its configuration.
             let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".to_string());

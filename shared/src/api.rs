@@ -210,6 +210,9 @@ pub struct Health {
     pub status: String,
     pub region: String,
     pub version: String,
+    /// The `RELEASE` the instance was started with, such as a commit SHA; absent when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
     /// Reads served from the origin's in-process cache since start.
     pub l1_hits: u64,
     /// Reads the in-process cache had to load since start.
@@ -260,6 +263,10 @@ pub struct Readiness {
     /// Reason a warmed-up server is not ready, such as an unreachable database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The `RELEASE` the instance was started with, so a deploy job can tell a new
+    /// deployment from the one it replaces; absent when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 /// The body of every 4xx and 5xx response.

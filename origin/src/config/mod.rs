@@ -94,6 +94,8 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub region: Region,
+    /// Name of the build this instance runs, such as a commit SHA; `None` when `RELEASE` is unset.
+    pub release: Option<String>,
     pub environment: Environment,
     /// Folder for the default SQLite file and the development JWT secret.
     pub data_dir: PathBuf,
@@ -269,6 +271,7 @@ impl Config {
                 _ => None,
             })?,
             region: parse_or(env, "REGION", Region::PRIMARY, "one of us-west1, us-east1, eu-west1", |v| v.parse().ok())?,
+            release: parse_or(env, "RELEASE", None, "1 to 100 letters, digits, '-', '_', '.' or '+'", parse_release)?,
             environment,
             data_dir,
             generation_step: parse_or(env, "GENERATION_STEP_MS", Duration::from_millis(500), "a whole number of milliseconds", parse_millis)?,
@@ -320,6 +323,18 @@ fn parse_or<T>(
             expected,
         }),
     }
+}
+
+/// An empty value means unset; anything else must be a short token that is safe to print.
+fn parse_release(value: &str) -> Option<Option<String>> {
+    if value.is_empty() {
+        return Some(None);
+    }
+    let valid = value.len() <= 100
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'));
+    valid.then(|| Some(value.to_string()))
 }
 
 fn redis_settings(env: &impl EnvSource) -> Result<Option<RedisSettings>, ConfigError> {

@@ -320,3 +320,21 @@ fn monitoring_rejects_bad_values() {
         );
     }
 }
+
+#[test]
+fn release_is_optional_and_checked() {
+    assert_eq!(Config::from_source(&[]).unwrap().release, None);
+    assert_eq!(
+        Config::from_source(&[("RELEASE", "")]).unwrap().release,
+        None
+    );
+    let config = Config::from_source(&[("RELEASE", "3f9c2e1")]).unwrap();
+    assert_eq!(config.release.as_deref(), Some("3f9c2e1"));
+    let error = Config::from_source(&[("RELEASE", "a b")])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "invalid RELEASE=\"a b\": expected 1 to 100 letters, digits, '-', '_', '.' or '+'"
+    );
+}

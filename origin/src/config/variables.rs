@@ -31,6 +31,7 @@ pub const VARIABLES: &[Variable] = &[
     variable("PORT", "8000", "TCP port to listen on; 0 picks a free one."),
     variable("ENVIRONMENT", "development", "development, test, staging or production; production requires JWT_SECRET."),
     variable("REGION", "us-west1", "Region this instance serves: us-west1, us-east1 or eu-west1."),
+    variable("RELEASE", "", "Name of the build, such as a commit SHA; /health and /health/ready report it, and health-check --release waits for it."),
     variable("DATA_DIR", "./data", "Folder for the default SQLite file and the generated development JWT secret."),
     variable("DATABASE_URL", "", "sqlite://PATH?mode=rwc or postgres://USER:PASSWORD@HOST/DB; unset means a SQLite file in DATA_DIR."),
     variable("JWT_SECRET", "", "HS256 key of at least 32 bytes; unset outside production means one generated under DATA_DIR."),

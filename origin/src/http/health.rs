@@ -31,6 +31,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         status: "ok".to_string(),
         region: state.config.region.as_str().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        release: state.config.release.clone(),
         l1_hits: stats.l1_hits,
         l1_misses: stats.l1_misses,
         l2_hits: stats.l2_hits,
@@ -44,6 +45,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
 /// so a load balancer stops sending writes to an instance that cannot take them.
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let mut report = state.readiness.report();
+    report.release.clone_from(&state.config.release);
     if !state.readiness.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(report));
     }

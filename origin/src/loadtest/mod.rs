@@ -10,7 +10,7 @@
 //! hashing) at the start. A load generator on the same machine as the server
 //! competes with it for CPU, and the latencies include that.
 //!
-//! - [`parse`]: flag values (durations, think times, rates, base URL, target).
+//! - [`parse`]: flag values (think times, rates, target).
 //! - [`pacing`]: when each user sends, in the closed and the open model.
 //! - [`preflight`]: logins before the clock starts, with advice when they fail.
 //! - [`workflow`]: the virtual user.
@@ -39,6 +39,7 @@ use velro_shared::perf::PerformanceTargets;
 
 pub use parse::ThinkTime;
 
+use crate::cli::values::{parse_base_url, parse_positive_duration};
 use crate::seed::DEFAULT_DEMO_PASSWORD;
 use pacing::{Pacing, Schedule};
 use report::{Report, RunSummary};
@@ -55,7 +56,7 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Debug, clap::Args)]
 pub struct LoadtestArgs {
     /// Root URL of the API under test, such as http://127.0.0.1:8080; a path prefix is kept.
-    #[arg(long, value_name = "URL", value_parser = parse::parse_base_url)]
+    #[arg(long, value_name = "URL", value_parser = parse_base_url)]
     pub base_url: Url,
 
     /// Number of virtual users; user i logs in as demo{i}@velro.test, so seed at least this many.
@@ -63,7 +64,7 @@ pub struct LoadtestArgs {
     pub users: u32,
 
     /// How long to send requests, such as 20s, 500ms, 2m or 1.5s.
-    #[arg(long, value_parser = parse::parse_positive_duration)]
+    #[arg(long, value_parser = parse_positive_duration)]
     pub duration: Duration,
 
     /// Password of every demo user, as given to `velro-origin seed`.
@@ -87,7 +88,7 @@ pub struct LoadtestArgs {
 
     /// Client timeout of one request, from connecting to reading the whole body;
     /// a request that takes longer counts as an error.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse::parse_positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 
     /// Print the report as one JSON object on stdout instead of a table.

@@ -48,6 +48,13 @@ pub struct Figures {
     /// Length of the window; `None` for the figures since start.
     pub window_seconds: Option<u64>,
     pub total_requests: u64,
+    /// Responses with a 5xx status.
+    pub errors: u64,
+    /// Responses with status 502, 503 or 504.
+    pub unavailable_responses: u64,
+    /// Sum of all response times, so that a reader comparing two reports can
+    /// compute the exact mean latency between them.
+    pub total_response_ms: f64,
     /// Exact mean latency; 0 when there were no requests.
     pub avg_response_ms: f64,
     /// Share of responses sent within the response-time target; 100 when there were none.
@@ -131,6 +138,10 @@ impl Figures {
         Self {
             window_seconds,
             total_requests: total.requests,
+            errors: total.server_errors,
+            unavailable_responses: total.unavailable,
+            // Microseconds to f64 is exact below 2^53 µs, about 285 years of response time.
+            total_response_ms: total.total_micros as f64 / 1000.0,
             avg_response_ms: average_ms(total),
             performance_rate_percent: round(performance_rate_percent, 2),
             cache_hit_rate_percent: cache_hit_rate_percent.map(|rate| round(rate, 2)),

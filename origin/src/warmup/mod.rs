@@ -40,6 +40,7 @@ impl Readiness {
                 steps: Vec::new(),
                 total_ms: None,
                 reason: None,
+                release: None,
             }),
         }
     }
@@ -88,6 +89,7 @@ pub async fn run(state: AppState, process_started: Instant) {
                 steps,
                 total_ms: Some(total_ms),
                 reason: None,
+                release: None,
             });
             tracing::warn!(
                 retry_in_s = RETRY_AFTER.as_secs(),
@@ -102,6 +104,7 @@ pub async fn run(state: AppState, process_started: Instant) {
                 steps: steps.clone(),
                 total_ms: Some(total_ms),
                 reason: None,
+                release: None,
             });
             tokio::time::sleep(state.config.warmup_hold).await;
         }
@@ -110,6 +113,7 @@ pub async fn run(state: AppState, process_started: Instant) {
             steps,
             total_ms: Some(total_ms),
             reason: None,
+            release: None,
         });
         tracing::info!(
             warmup_ms = total_ms,

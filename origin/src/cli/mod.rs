@@ -1,7 +1,16 @@
-//! The command line: `serve` (the default), `migrate`, `seed`, `env` and `loadtest`.
+//! The command line: `serve` (the default), `migrate`, `seed`, `env`,
+//! `loadtest`, and the deploy job's `health-check`, `watch-deploy` and `regions`.
+//!
+//! A usage error exits 1, not clap's usual 2, because `watch-deploy` exits 2
+//! only after a rollback decision (see `main.rs`).
+
+pub mod values;
 
 use clap::{Parser, Subcommand};
 
+use crate::deploy::health_check::HealthCheckArgs;
+use crate::deploy::regions::RegionsArgs;
+use crate::deploy::watch::WatchDeployArgs;
 use crate::loadtest::LoadtestArgs;
 use crate::seed::SeedArgs;
 
@@ -27,4 +36,11 @@ pub enum Command {
     Env,
     /// Run the login -> profile -> list -> detail workflow against a running server and report latency.
     Loadtest(LoadtestArgs),
+    /// Poll URL/health/ready until it returns 200; exit 0 when it does, 1 after the timeout.
+    HealthCheck(HealthCheckArgs),
+    /// Read URL/performance every interval and roll the deployment back when it misses
+    /// the targets; exit 0 when healthy at the end of the window, 2 after a rollback decision.
+    WatchDeploy(WatchDeployArgs),
+    /// Check regions.toml against the shared region table and print it.
+    Regions(RegionsArgs),
 }

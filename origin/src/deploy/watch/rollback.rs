@@ -1,0 +1,84 @@
+//! Running the `--on-rollback` command.
+
+use std::os::fd::AsFd as _;
+use std::process::Stdio;
+
+use serde::Serialize;
+use tokio::process::Command;
+
+/// What became of the rollback command.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandOutcome {
+    pub command: String,
+    /// The exit status; `None` when it could not start or a signal ended it.
+    pub exit_code: Option<i32>,
+    /// Why it could not start, or the signal that ended it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl CommandOutcome {
+    /// Whether the command ran and exited 0.
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+/// Runs `command` with `sh -c`, waits for it, and reports how it ended. It
+/// reads the deployment and the reason from `VELRO_ROLLBACK_URL` and
+/// `VELRO_ROLLBACK_REASON`, so it can quote them, for example in a
+/// deployment message. Its standard output goes to the watcher's standard
+/// error, which keeps the watcher's `--json` output a single object.
+pub async fn run(command: &str, url: &str, reason: &str) -> CommandOutcome {
+    let stdout = match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => Stdio::from(fd),
+        Err(_) => Stdio::null(),
+    };
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("VELRO_ROLLBACK_URL", url)
+        .env("VELRO_ROLLBACK_REASON", reason)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .status()
+        .await;
+    match status {
+        Ok(status) => CommandOutcome {
+            command: command.to_string(),
+            exit_code: status.code(),
+            error: status
+                .code()
+                .is_none()
+                .then(|| format!("ended by a signal ({status})")),
+        },
+        Err(error) => CommandOutcome {
+            command: command.to_string(),
+            exit_code: None,
+            error: Some(format!("could not start sh: {error}")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn command_sees_url_and_reason() {
+        let outcome = run(
+            r#"test "$VELRO_ROLLBACK_URL" = "http://a/" && test "$VELRO_ROLLBACK_REASON" = "slow""#,
+            "http://a/",
+            "slow",
+        )
+        .await;
+        assert!(outcome.succeeded(), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn failing_command_reports_its_status() {
+        let outcome = run("exit 7", "http://a/", "slow").await;
+        assert_eq!(outcome.exit_code, Some(7));
+        assert!(!outcome.succeeded());
+    }
+}
