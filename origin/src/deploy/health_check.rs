@@ -17,8 +17,8 @@ use velro_shared::api::{Readiness, StepOutcome};
 use super::probe::{self, describe_failure, endpoint, millis, seconds};
 use crate::cli::values::{parse_base_url, parse_positive_duration};
 
-/// Longest wait for one attempt. A hung server therefore costs at most this
-/// per attempt, and the overall timeout still bounds the whole command.
+/// Maximum duration of one attempt. A hung server costs at most this much per
+/// attempt, and the overall timeout bounds the whole command.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of `health-check`.
@@ -41,7 +41,7 @@ pub struct HealthCheckArgs {
     pub release: Option<String>,
 }
 
-/// What one attempt found.
+/// Result of one attempt.
 enum Outcome {
     Ready,
     /// 200, but from a deployment running another release.

@@ -4,7 +4,7 @@
 //!   deployment is ready to take traffic, or gives up after a timeout.
 //! - [`watch`]: `watch-deploy` reads `/performance` of a live deployment at a
 //!   fixed interval, applies the rollback rules of [`velro_shared::perf`], and
-//!   runs a rollback command when they say so.
+//!   runs a rollback command when they call for one.
 //! - [`regions`]: `regions` reads `regions.toml`, checks it against the region
 //!   table of [`velro_shared::routing`], and prints it for the deploy scripts.
 //! - [`probe`]: the HTTP client and error wording the first two share.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use reqwest::{Client, Url};
 
-/// Longest wait for a TCP connection; a request's own timeout still bounds it.
+/// Maximum time to open a TCP connection. Each request's own timeout also bounds it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds the client. Each request sets its own timeout. Proxies from the

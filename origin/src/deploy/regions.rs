@@ -42,7 +42,7 @@ impl fmt::Display for Color {
     }
 }
 
-/// Whether a region holds the primary database.
+/// Role of a region: primary (with the database that takes writes) or fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -76,13 +76,13 @@ pub struct DeployRegion {
     pub role: Role,
     pub weight: u8,
     pub railway_region: String,
-    /// The edge variable that holds this region's origin URL, such as `ORIGIN_US_WEST1`.
+    /// Name of the edge variable that contains this region's origin URL, such as `ORIGIN_US_WEST1`.
     pub edge_variable: String,
     pub blue_url: String,
     pub green_url: String,
 }
 
-/// The edge variable holding `region`'s origin URL, as `edge/src/config.rs` reads it.
+/// Returns the name of the edge variable with `region`'s origin URL, as `edge/src/config.rs` reads it.
 pub fn edge_variable(region: Region) -> String {
     format!(
         "ORIGIN_{}",
@@ -106,8 +106,8 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<DeployRegion>> {
         rows.push((region, row));
     }
 
-    // velro-shared checks each region once, weights summing to 100 and http(s)
-    // URLs; it is run once per color because its table holds one URL per region.
+    // velro-shared checks that each region appears once, that the weights sum to
+    // 100 and that the URLs are http(s). Its table has one URL per region, so it runs per color.
     let table = |color: Color| {
         let entries = rows
             .iter()
@@ -165,14 +165,14 @@ fn check_against_shared(region: Region, row: &RegionRow) -> anyhow::Result<()> {
     }
     if row.weight != region.weight() {
         bail!(
-            "region {region} has weight {}, but velro-shared says {}; change Region::weight in shared/src/routing.rs as well",
+            "region {region} has weight {}, but the routing table of velro-shared has {}; change Region::weight in shared/src/routing.rs as well",
             row.weight,
             region.weight()
         );
     }
     if row.railway_region != region.default_railway_region() {
         bail!(
-            "region {region} runs in Railway region {:?}, but velro-shared says {:?}; change Region::default_railway_region in shared/src/routing.rs as well",
+            "region {region} runs in Railway region {:?}, but the routing table of velro-shared has {:?}; change Region::default_railway_region in shared/src/routing.rs as well",
             row.railway_region,
             region.default_railway_region()
         );
@@ -241,7 +241,9 @@ mod tests {
             1,
         );
         assert!(
-            error_of(&text).contains("region us-west1 has weight 45, but velro-shared says 40"),
+            error_of(&text).contains(
+                "region us-west1 has weight 45, but the routing table of velro-shared has 40"
+            ),
             "{}",
             error_of(&text)
         );

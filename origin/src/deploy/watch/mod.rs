@@ -35,14 +35,14 @@ use crate::cli::values::{parse_base_url, parse_positive_duration};
 use reading::Reading;
 use report::{Log, Rule, SampleKind, SampleRecord, Verdict, WatchReport};
 
-/// Longest wait for one reading. It is also never longer than the interval, so
-/// an origin that stops answering is judged within one interval.
+/// Maximum duration of one reading. The interval caps it too, so an origin that
+/// stops responding is judged within one interval.
 const READING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most readings one watch may take, to bound the memory of its samples.
 const MAX_READINGS: u128 = 10_000;
 
-/// Longest window: a day is far beyond any deploy's watch, and the bound keeps
+/// Maximum window. A day is far beyond any deploy's watch, and the bound keeps
 /// every reading's due time representable.
 const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
@@ -62,7 +62,7 @@ pub struct WatchDeployArgs {
     pub interval: Duration,
 
     /// Shell command to run once on a rollback decision, such as `wrangler rollback`.
-    /// It sees VELRO_ROLLBACK_URL and VELRO_ROLLBACK_REASON.
+    /// It gets VELRO_ROLLBACK_URL and VELRO_ROLLBACK_REASON in its environment.
     #[arg(long, value_name = "COMMAND")]
     pub on_rollback: Option<String>,
 
@@ -115,7 +115,7 @@ impl Watched {
         let reading = match fetched {
             Ok(reading) => reading,
             Err(error) => {
-                // No reading is judged as a reading of an origin that answers nothing.
+                // A failed reading is judged like a reading of an origin that serves nothing.
                 let unavailable = PerfSample {
                     avg_response_ms: 0.0,
                     error_rate_percent: 0.0,

@@ -31,7 +31,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// The counts between `earlier` and `self`. `None` when a counter went
+    /// Subtracts `earlier` from `self`. Returns `None` when a counter went
     /// down, which means the process restarted in between.
     fn since(&self, earlier: &Totals) -> Option<Totals> {
         Some(Totals {
@@ -44,8 +44,8 @@ impl Totals {
         })
     }
 
-    /// The sample of these counts; `None` when there were no requests, since
-    /// an idle interval says nothing about latency or errors.
+    /// Computes the sample of these counts. Returns `None` when there were no
+    /// requests, because an idle interval shows nothing about latency or errors.
     pub fn sample(&self) -> Option<PerfSample> {
         if self.total_requests == 0 {
             return None;
@@ -68,7 +68,7 @@ pub struct Interval {
 }
 
 impl Reading {
-    /// The interval from `previous` to this reading. After a restart the
+    /// Returns the interval from `previous` to this reading. After a restart the
     /// counters start again from zero, so the whole reading is the interval.
     pub fn since(&self, previous: &Reading) -> Interval {
         let restarted_by_clock = self.uptime_hours < previous.uptime_hours;
@@ -85,7 +85,7 @@ impl Reading {
     }
 }
 
-/// Fetches one reading. The error says why there is none, in a few words.
+/// Fetches one reading. The error describes the failure in a few words.
 pub async fn fetch(client: &Client, url: &Url, timeout: Duration) -> Result<Reading, String> {
     let response = client
         .get(url.clone())

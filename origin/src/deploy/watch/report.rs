@@ -49,7 +49,7 @@ pub struct SampleRecord {
 }
 
 impl SampleRecord {
-    /// The log line of the sample.
+    /// Formats the sample as a log line.
     pub fn line(&self) -> String {
         let at = format!("[{:>7.1} s]", self.elapsed_ms as f64 / 1000.0);
         let what = match (self.kind, &self.sample) {
@@ -85,7 +85,7 @@ impl SampleRecord {
     }
 }
 
-/// Which rule decided a rollback.
+/// The rule behind a rollback decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Rule {
@@ -135,7 +135,7 @@ impl Verdict {
         self.rule.is_some()
     }
 
-    /// The decision line.
+    /// Formats the decision as a log line.
     pub fn line(&self) -> String {
         match (&self.url, self.rule) {
             (Some(url), Some(rule)) => format!(
@@ -169,8 +169,8 @@ pub fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Where the text lines go: standard output, or standard error under `--json`,
-/// whose standard output carries only the JSON object.
+/// Destination of the log lines: standard output, or standard error under
+/// `--json`, so that standard output carries only the JSON object.
 #[derive(Debug, Clone, Copy)]
 pub struct Log {
     pub json: bool,

@@ -6,19 +6,19 @@ use std::process::Stdio;
 use serde::Serialize;
 use tokio::process::Command;
 
-/// What became of the rollback command.
+/// Result of the rollback command.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommandOutcome {
     pub command: String,
     /// The exit status; `None` when it could not start or a signal ended it.
     pub exit_code: Option<i32>,
-    /// Why it could not start, or the signal that ended it.
+    /// Reason it could not start, or the signal that ended it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 impl CommandOutcome {
-    /// Whether the command ran and exited 0.
+    /// Returns whether the command ran and exited 0.
     pub fn succeeded(&self) -> bool {
         self.exit_code == Some(0)
     }
