@@ -41,6 +41,6 @@ pub enum Command {
     /// Read URL/performance every interval and roll the deployment back when it misses
     /// the targets; exit 0 when healthy at the end of the window, 2 after a rollback decision.
     WatchDeploy(WatchDeployArgs),
-    /// Check regions.toml against the shared region table and print it.
+    /// Check regions.toml against the shared region table and print it, whole or for one color.
     Regions(RegionsArgs),
 }

@@ -22,13 +22,18 @@ pub struct RegionsArgs {
     pub file: PathBuf,
 
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "color")]
     pub json: bool,
+
+    /// Print one line per region for the deploy scripts instead of a table:
+    /// name, edge variable and the URL of this color, separated by tabs.
+    #[arg(long, value_enum)]
+    pub color: Option<Color>,
 }
 
 /// One of the two services of a region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Color {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
     Blue,
     Green,
 }
@@ -185,6 +190,16 @@ pub fn run(args: &RegionsArgs) -> anyhow::Result<ExitCode> {
     let regions = load(&args.file)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&regions)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(color) = args.color {
+        for region in &regions {
+            let url = match color {
+                Color::Blue => &region.blue_url,
+                Color::Green => &region.green_url,
+            };
+            println!("{}\t{}\t{url}", region.name.as_str(), region.edge_variable);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     println!(
