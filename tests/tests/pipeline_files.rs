@@ -1,10 +1,10 @@
 //! The deploy pipeline's files: `.github/workflows/deploy.yml`, the scripts in
 //! `scripts/deploy/` and `regions.toml`. No GitHub runner, Railway project or
-//! Cloudflare account is reachable here, so these tests parse the workflow and
-//! check that every command it runs exists with the flags it passes, check
-//! that `regions.toml`, `wrangler.toml` and the routing table of velro-shared
-//! agree, run the scripts with the outside CLIs replaced by printing
-//! (`VELRO_DEPLOY_DRY_RUN=1`), and run the health gate against a real origin.
+//! Cloudflare account is reachable here. So these tests parse the workflow and
+//! check that every command it runs exists and takes the flags it passes. They
+//! check that `regions.toml`, `wrangler.toml` and the routing table of
+//! velro-shared agree. They run the scripts with the outside CLIs printed
+//! instead of run (`VELRO_DEPLOY_DRY_RUN=1`), and the health gate against a real origin.
 
 mod common;
 // Only the readers for plain files are used here, not those for the Dockerfile.
@@ -49,7 +49,7 @@ fn steps(job: &Yaml) -> Vec<&Yaml> {
         .unwrap_or_default()
 }
 
-/// The `run:` scripts of a job, in order.
+/// Returns the `run:` scripts of a job, in order.
 fn run_scripts(job: &Yaml) -> Vec<String> {
     steps(job)
         .into_iter()
@@ -83,7 +83,7 @@ fn help(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// The long flags a `--help` text lists, such as `--url`.
+/// Returns the long flags a `--help` text lists, such as `--url`.
 fn help_flags(help: &str) -> BTreeSet<String> {
     help.split_whitespace()
         .filter(|word| word.starts_with("--"))
@@ -252,7 +252,8 @@ fn production_steps_run_in_order() {
     let check = staging
         .iter()
         .position(|script| script.contains("velro-origin health-check"));
-    assert!(deploy.is_some() && deploy < check, "{staging:?}");
+    assert!(deploy.is_some(), "{staging:?}");
+    assert!(deploy < check, "{staging:?}");
 }
 
 #[test]
