@@ -13,17 +13,19 @@ use crate::reply::Reply;
 use crate::upstream;
 
 #[derive(Serialize)]
-struct EdgeHealth {
+struct EdgeHealth<'a> {
     status: &'static str,
     environment: &'static str,
     nearest_region: &'static str,
-    regions: Vec<RegionHealth>,
+    regions: Vec<RegionHealth<'a>>,
 }
 
 #[derive(Serialize)]
-struct RegionHealth {
+struct RegionHealth<'a> {
     region: &'static str,
     configured: bool,
+    /// The origin URL in use, which tells the deploy job whether blue or green is live.
+    origin: Option<&'a str>,
     ejected: bool,
 }
 
@@ -34,6 +36,7 @@ pub fn edge_health(config: &EdgeConfig, exchange: &Exchange) -> Reply {
         .map(|region| RegionHealth {
             region: region.as_str(),
             configured: config.origin_url(region).is_some(),
+            origin: config.origin_url(region),
             ejected: upstream::is_ejected(region, exchange.now_ms),
         })
         .collect();

@@ -71,7 +71,7 @@ async fn run(cli: Cli, started: Instant) -> anyhow::Result<ExitCode> {
         Command::Env => print!("{}", velro_origin::config::variables::render_dotenv()),
         Command::HealthCheck(args) => return deploy::health_check::run(args).await,
         Command::WatchDeploy(args) => return deploy::watch::run(args).await,
-        Command::Regions(args) => return deploy::regions::run(&args),
+        Command::Regions(args) => return deploy::regions::run(&args).await,
         Command::Loadtest(args) => {
             // The load test talks to a server over HTTP and needs none of its configuration.
             let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".to_string());

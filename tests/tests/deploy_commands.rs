@@ -425,6 +425,7 @@ async fn watch_deploy_rolls_back_frozen_origin() {
     let mut watch = start_watch(&app, "60s");
     watch.wait_for(" sample 1: ").await;
     app.freeze();
+    let frozen_ms = u64::try_from(watch.started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (status, stdout, stderr) = watch.finish().await;
     app.resume();
     drop(load);
@@ -439,11 +440,14 @@ async fn watch_deploy_rolls_back_frozen_origin() {
     let samples = samples(&report);
     let last = samples.last().expect("samples");
     assert_eq!(last["kind"], "unavailable", "{report}");
-    assert_eq!(last["error"], "no response within 1.0 s", "{report}");
-    // Long before the 60 s window would end.
+    assert_eq!(last["error"], "no complete response within 1.0 s", "{report}");
+    // The next reading starts within one interval of the freeze and times out
+    // after one more (the reading timeout is the interval when under 5 s).
+    let decided = report["decided_after_ms"].as_u64().unwrap_or(u64::MAX);
+    eprintln!("frozen at {frozen_ms} ms, rollback decided at {decided} ms");
     assert!(
-        report["decided_after_ms"].as_u64().unwrap_or(u64::MAX) < 30_000,
-        "{report}"
+        decided <= frozen_ms + 2 * INTERVAL_MS + 500,
+        "decided {decided} ms after start, frozen at {frozen_ms} ms: {report}"
     );
     assert!(marker(app.sandbox()).is_some());
 }
@@ -494,6 +498,58 @@ async fn watch_deploy_exit_codes() {
         bad_interval.combined()
     );
 
+    let tiny_interval = sandbox
+        .run(
+            sandbox.command(&[
+                "watch-deploy",
+                "--url",
+                "http://127.0.0.1:9",
+                "--window",
+                "1s",
+                "--interval",
+                "1ms",
+            ]),
+            COMMAND_TIMEOUT,
+        )
+        .await;
+    assert_eq!(
+        tiny_interval.status.code(),
+        Some(1),
+        "{}",
+        tiny_interval.combined()
+    );
+    assert!(
+        tiny_interval
+            .stderr
+            .contains("--interval (0.0 s) is shorter than 1.0 s"),
+        "{}",
+        tiny_interval.combined()
+    );
+
+    let empty_command = sandbox
+        .run(
+            sandbox.command(&[
+                "watch-deploy",
+                "--url",
+                "http://127.0.0.1:9",
+                "--on-rollback",
+                " ",
+            ]),
+            COMMAND_TIMEOUT,
+        )
+        .await;
+    assert_eq!(
+        empty_command.status.code(),
+        Some(1),
+        "{}",
+        empty_command.combined()
+    );
+    assert!(
+        empty_command.stderr.contains("must not be empty"),
+        "{}",
+        empty_command.combined()
+    );
+
     // Nothing to read at all: the first reading fails and the decision is rollback.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -531,5 +587,57 @@ async fn watch_deploy_exit_codes() {
     assert_eq!(
         written.ok().as_deref(),
         Some("availability 0.00 % is below the 95.00 % floor")
+    );
+}
+
+#[tokio::test]
+async fn health_check_survives_closed_stdout() {
+    let sandbox = Sandbox::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut command = Command::from(sandbox.command(&[
+        "health-check",
+        "--url",
+        &url,
+        "--timeout",
+        "1s",
+        "--interval",
+        "200ms",
+    ]));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("health-check starts");
+    // Nobody reads the output, as with `health-check ... | head -1` after head exits.
+    drop(child.stdout.take());
+    let status = tokio::time::timeout(COMMAND_TIMEOUT, child.wait())
+        .await
+        .expect("health-check exits")
+        .expect("the exit status is readable");
+    // 1 for "not ready", not 101 for a panic on the broken pipe.
+    assert_eq!(status.code(), Some(1));
+
+    let huge = sandbox
+        .run(
+            sandbox.command(&[
+                "health-check",
+                "--url",
+                &url,
+                "--timeout",
+                "18000000000000000000s",
+            ]),
+            COMMAND_TIMEOUT,
+        )
+        .await;
+    assert_eq!(huge.status.code(), Some(1), "{}", huge.combined());
+    assert!(
+        huge.stderr.contains("must be at most 86400.0 s"),
+        "{}",
+        huge.combined()
     );
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use velro_shared::routing::Region;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use common::{origin_binary, Sandbox, TestApp};
+use common::{origin_binary, EdgeWorker, Sandbox, TestApp};
 use deploy::{help_subcommands, read_workspace_file, split_words, workspace_root};
 
 const WORKFLOW: &str = ".github/workflows/deploy.yml";
@@ -138,7 +138,7 @@ fn check_script(script: &str, source: &str) -> usize {
                 check_repository_program(word, source);
                 checked += 1;
             }
-            let program = word.trim_start_matches('"');
+            let program = word.trim_start_matches(['"', '(']);
             if program == "velro-origin" || program == "velro_origin" {
                 check_origin_command(&words[index + 1..], source);
                 checked += 1;
@@ -234,11 +234,11 @@ fn production_steps_run_in_order() {
             .unwrap_or_else(|| panic!("the production job does not run {needle}: {scripts:?}"))
     };
     let order = [
+        position("velro-origin regions --live-color"),
         position("scripts/deploy/origins"),
         position("scripts/deploy/health-gate"),
         position("scripts/deploy/switch-edge"),
         position("scripts/deploy/watch"),
-        position("gh variable set LIVE_COLOR"),
     ];
     assert!(
         order.windows(2).all(|pair| pair[0] < pair[1]),
@@ -279,7 +279,7 @@ fn workflow_takes_secrets_from_repository() {
             }
         }
     }
-    assert!(secrets >= 5, "only {secrets} secrets found");
+    assert!(secrets >= 4, "only {secrets} secrets found");
     assert!(
         !text.contains("JWT_SECRET"),
         "the JWT secret is set on the services, not in the workflow"
@@ -505,5 +505,49 @@ async fn health_gate_checks_every_region() {
             .contains("200 OK, but release 3f9c2e1 is serving"),
         "{}",
         other.stdout
+    );
+}
+
+#[tokio::test]
+async fn live_color_is_read_from_edge() {
+    let sandbox = Sandbox::new();
+    // The edge reports its origins without contacting them, so these need not run.
+    let mut text = read_workspace_file("regions.toml");
+    let mut edge = EdgeWorker::builder();
+    for region in Region::ALL {
+        let url = format!("http://{region}-green.test");
+        text = text.replace(
+            &format!("https://{region}-green.origin.velro.example"),
+            &url,
+        );
+        edge = edge.origin(region.as_str(), &url);
+    }
+    let file = sandbox.path().join("regions.toml");
+    std::fs::write(&file, &text).expect("write the regions file");
+    let edge = edge.spawn().await;
+
+    let mut command = Command::new(origin_binary());
+    command
+        .args(["regions", "--file"])
+        .arg(&file)
+        .args(["--live-color", &edge.base_url]);
+    let output = sandbox.run(command, COMMAND_TIMEOUT).await;
+    output.assert_success();
+    assert_eq!(output.stdout.trim(), "green");
+
+    // With the repository's file, whose URLs the edge does not use, it fails and says why.
+    let mut command = Command::new(origin_binary());
+    command
+        .args(["regions", "--file"])
+        .arg(workspace_root().join("regions.toml"))
+        .args(["--live-color", &edge.base_url]);
+    let output = sandbox.run(command, COMMAND_TIMEOUT).await;
+    assert_eq!(output.status.code(), Some(1), "{}", output.combined());
+    assert!(
+        output.stderr.contains(
+            "the edge routes region us-west1 to http://us-west1-green.test/, which is neither its blue nor its green URL"
+        ),
+        "{}",
+        output.stderr
     );
 }

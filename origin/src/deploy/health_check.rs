@@ -2,7 +2,8 @@
 //! or the timeout passes, printing each attempt, for the deploy job's gate
 //! before traffic moves to a new deployment.
 //!
-//! With `--release`, a 200 counts only when the body reports that `RELEASE`.
+//! A 200 counts only with a readiness report that says ready, and with
+//! `--release` only when the report also names that `RELEASE`.
 //! Until Railway swaps deployments, the URL is still served by the previous
 //! deployment, which is ready too, so without the check the gate could pass
 //! before the new build is running.
@@ -11,10 +12,12 @@ use std::fmt;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::bail;
 use reqwest::{Client, StatusCode, Url};
 use velro_shared::api::{Readiness, StepOutcome};
 
-use super::probe::{self, describe_failure, endpoint, millis, seconds};
+use super::probe::{self, endpoint, millis, print_line, seconds};
+use super::MAX_DURATION;
 use crate::cli::values::{parse_base_url, parse_positive_duration};
 
 /// Maximum duration of one attempt. A hung server costs at most this much per
@@ -28,7 +31,7 @@ pub struct HealthCheckArgs {
     #[arg(long, value_name = "URL", value_parser = parse_base_url)]
     pub url: Url,
 
-    /// How long to keep trying before reporting the deployment unhealthy.
+    /// How long to keep trying before reporting the deployment unhealthy; at most a day.
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 
@@ -70,11 +73,20 @@ impl fmt::Display for Outcome {
 
 /// Runs the command: exit 0 once ready, 1 when the timeout passes first.
 pub async fn run(args: HealthCheckArgs) -> anyhow::Result<ExitCode> {
+    if args.timeout > MAX_DURATION || args.interval > MAX_DURATION {
+        bail!(
+            "--timeout and --interval must be at most {}",
+            seconds(MAX_DURATION)
+        );
+    }
     let client = probe::client("health-check")?;
     let url = endpoint(&args.url, "health/ready");
     let started = Instant::now();
     let deadline = started + args.timeout;
-    println!("checking {url} for up to {}", seconds(args.timeout));
+    print_line(&format!(
+        "checking {url} for up to {}",
+        seconds(args.timeout)
+    ));
 
     let mut attempt = 0u32;
     loop {
@@ -84,14 +96,18 @@ pub async fn run(args: HealthCheckArgs) -> anyhow::Result<ExitCode> {
             .min(ATTEMPT_TIMEOUT);
         let sent = Instant::now();
         let outcome = attempt_once(&client, &url, budget, args.release.as_deref()).await;
-        println!("attempt {attempt}: {outcome} ({})", millis(sent.elapsed()));
+        print_line(&format!(
+            "attempt {attempt}: {outcome} ({})",
+            millis(sent.elapsed())
+        ));
         if matches!(outcome, Outcome::Ready) {
-            println!(
+            print_line(&format!(
                 "healthy after {attempt} attempt(s) in {}",
                 seconds(started.elapsed())
-            );
+            ));
             return Ok(ExitCode::SUCCESS);
         }
+
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             break;
@@ -101,10 +117,10 @@ pub async fn run(args: HealthCheckArgs) -> anyhow::Result<ExitCode> {
             break;
         }
     }
-    println!(
+    print_line(&format!(
         "unhealthy: {url} was not ready within {} ({attempt} attempt(s))",
         seconds(args.timeout)
-    );
+    ));
     Ok(ExitCode::FAILURE)
 }
 
@@ -114,37 +130,25 @@ async fn attempt_once(
     timeout: Duration,
     release: Option<&str>,
 ) -> Outcome {
-    let response = match client.get(url.clone()).timeout(timeout).send().await {
+    let (status, body) = match probe::get(client, url, timeout).await {
         Ok(response) => response,
-        Err(error) => return Outcome::Failed(describe_failure(&error, timeout)),
+        Err(why) => return Outcome::Failed(why),
     };
-    let status = response.status();
-    let body = match response.bytes().await {
-        Ok(body) => body,
-        Err(error) => return Outcome::Failed(describe_failure(&error, timeout)),
+    let Ok(readiness) = serde_json::from_slice::<Readiness>(&body) else {
+        return Outcome::NotReady(status, "the body is not a readiness report".to_string());
     };
-    let readiness: Option<Readiness> = serde_json::from_slice(&body).ok();
-    if status != StatusCode::OK {
-        let why = match readiness {
-            Some(Readiness {
-                reason: Some(reason),
-                ..
-            }) => reason,
-            Some(readiness) => warm_up_progress(&readiness),
-            None => "the body is not a readiness report".to_string(),
+    if status != StatusCode::OK || !readiness.ready {
+        let why = match &readiness.reason {
+            Some(reason) => reason.clone(),
+            None => warm_up_progress(&readiness),
         };
         return Outcome::NotReady(status, why);
     }
     match release {
-        None => Outcome::Ready,
-        Some(expected) => {
-            let found = readiness.and_then(|readiness| readiness.release);
-            if found.as_deref() == Some(expected) {
-                Outcome::Ready
-            } else {
-                Outcome::OtherRelease(found)
-            }
+        Some(expected) if readiness.release.as_deref() != Some(expected) => {
+            Outcome::OtherRelease(readiness.release)
         }
+        _ => Outcome::Ready,
     }
 }
 
@@ -156,4 +160,78 @@ fn warm_up_progress(readiness: &Readiness) -> String {
         .filter(|step| step.outcome != StepOutcome::Pending)
         .count();
     format!("warming up, {done} of {} steps done", readiness.steps.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header::LOCATION;
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use axum::Router;
+
+    use super::*;
+
+    /// A fake deployment on 127.0.0.1 whose readiness endpoints misbehave in one
+    /// way each, and one that is ready with release `r1`.
+    async fn fake_deployment() -> Url {
+        let ready = r#"{"ready":true,"steps":[],"total_ms":1.0,"release":"r1"}"#;
+        let app = Router::new()
+            .route("/ready/health/ready", get(move || async move { ready }))
+            .route("/text/health/ready", get(|| async { "OK" }))
+            .route(
+                "/false/health/ready",
+                get(|| async { r#"{"ready":false,"steps":[],"total_ms":null}"# }),
+            )
+            .route(
+                "/moved/health/ready",
+                get(|| async {
+                    (StatusCode::FOUND, [(LOCATION, "/ready/health/ready")]).into_response()
+                }),
+            )
+            .route(
+                "/huge/health/ready",
+                get(|| async { vec![b' '; 2 * 1024 * 1024] }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Url::parse(&format!("http://{address}/")).expect("URL")
+    }
+
+    async fn outcome(base: &Url, prefix: &str, release: Option<&str>) -> String {
+        let client = probe::client("test").expect("client");
+        let url = endpoint(base, &format!("{prefix}/health/ready"));
+        attempt_once(&client, &url, Duration::from_secs(5), release)
+            .await
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn only_a_ready_report_counts() {
+        let base = fake_deployment().await;
+        assert_eq!(outcome(&base, "ready", None).await, "200 OK, ready");
+        assert_eq!(outcome(&base, "ready", Some("r1")).await, "200 OK, ready");
+        assert_eq!(
+            outcome(&base, "ready", Some("r2")).await,
+            "200 OK, but release r1 is serving"
+        );
+        assert_eq!(
+            outcome(&base, "text", None).await,
+            "200 OK, not ready: the body is not a readiness report"
+        );
+        assert_eq!(
+            outcome(&base, "false", Some("r1")).await,
+            "200 OK, not ready: warming up, 0 of 0 steps done"
+        );
+        assert_eq!(
+            outcome(&base, "moved", None).await,
+            "302 Found, not ready: the body is not a readiness report"
+        );
+        assert_eq!(
+            outcome(&base, "huge", None).await,
+            "200 OK with a body over 1024 KiB"
+        );
+    }
 }

@@ -11,8 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use velro_shared::routing::{Region, RegionEntry, RegionTable};
+
+use super::live_color;
+use super::probe::print_line;
+use crate::cli::values::parse_base_url;
 
 /// Options of `regions`.
 #[derive(Debug, clap::Args)]
@@ -22,13 +27,17 @@ pub struct RegionsArgs {
     pub file: PathBuf,
 
     /// Print JSON instead of a table.
-    #[arg(long, conflicts_with = "color")]
+    #[arg(long, conflicts_with_all = ["color", "live_color"])]
     pub json: bool,
 
     /// Print one line per region for the deploy scripts instead of a table:
     /// name, edge variable and the URL of this color, separated by tabs.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with = "live_color")]
     pub color: Option<Color>,
+
+    /// Print the color the edge at this URL routes to, read from its /edge/health.
+    #[arg(long, value_name = "EDGE_URL", value_parser = parse_base_url)]
+    pub live_color: Option<Url>,
 }
 
 /// One of the two services of a region.
@@ -138,7 +147,9 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<DeployRegion>> {
             bail!("region {region} is missing");
         };
         check_against_shared(region, row)?;
-        if blue.origin_url == green.origin_url {
+        let blue_url = service_url(region, Color::Blue, &blue.origin_url)?;
+        let green_url = service_url(region, Color::Green, &green.origin_url)?;
+        if blue_url == green_url {
             bail!("region {region} gives the same URL to blue and green; each color needs its own service");
         }
         regions.push(DeployRegion {
@@ -152,6 +163,14 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<DeployRegion>> {
         });
     }
     Ok(regions)
+}
+
+/// Checks a service URL as `health-check` and `watch-deploy` will take it (no
+/// query or fragment) and returns it with the trailing `/` they add.
+pub fn service_url(region: Region, color: Color, url: &str) -> anyhow::Result<Url> {
+    parse_base_url(url).map_err(|why| {
+        anyhow::anyhow!("the {color} URL {url:?} of region {region} is invalid: {why}")
+    })
 }
 
 /// The edge routes by velro-shared's compiled-in table, so the file must agree with it.
@@ -186,10 +205,15 @@ fn check_against_shared(region: Region, row: &RegionRow) -> anyhow::Result<()> {
 }
 
 /// Runs the command: prints the checked file, or fails with the first problem.
-pub fn run(args: &RegionsArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: &RegionsArgs) -> anyhow::Result<ExitCode> {
     let regions = load(&args.file)?;
+    if let Some(edge) = &args.live_color {
+        let color = live_color::read(edge, &regions).await?;
+        print_line(&color.to_string());
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&regions)?);
+        print_line(&serde_json::to_string_pretty(&regions)?);
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(color) = args.color {
@@ -198,20 +222,24 @@ pub fn run(args: &RegionsArgs) -> anyhow::Result<ExitCode> {
                 Color::Blue => &region.blue_url,
                 Color::Green => &region.green_url,
             };
-            println!("{}\t{}\t{url}", region.name.as_str(), region.edge_variable);
+            print_line(&format!(
+                "{}\t{}\t{url}",
+                region.name.as_str(),
+                region.edge_variable
+            ));
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    print_line(&format!(
         "{:<9} {:<8} {:>6}  {:<22} {:<16} URLS",
         "REGION", "ROLE", "WEIGHT", "RAILWAY REGION", "EDGE VARIABLE"
-    );
+    ));
     for region in &regions {
         let role = match region.role {
             Role::Primary => "primary",
             Role::Fallback => "fallback",
         };
-        println!(
+        print_line(&format!(
             "{:<9} {:<8} {:>5}%  {:<22} {:<16} blue {} | green {}",
             region.name.as_str(),
             role,
@@ -220,7 +248,7 @@ pub fn run(args: &RegionsArgs) -> anyhow::Result<ExitCode> {
             region.edge_variable,
             region.blue_url,
             region.green_url
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -281,6 +309,35 @@ mod tests {
             error_of(&text).contains("region us-west1 gives the same URL to blue and green"),
             "{}",
             error_of(&text)
+        );
+        // A trailing slash does not make a URL another service.
+        let text = FILE.replacen(
+            "https://us-west1-green.origin.velro.example",
+            "https://us-west1-blue.origin.velro.example/",
+            1,
+        );
+        assert!(
+            error_of(&text).contains("region us-west1 gives the same URL to blue and green"),
+            "{}",
+            error_of(&text)
+        );
+    }
+
+    #[test]
+    fn urls_take_no_query_or_fragment() {
+        let text = FILE.replacen(
+            "https://eu-west1-blue.origin.velro.example",
+            "https://eu-west1-blue.origin.velro.example/?a=1",
+            1,
+        );
+        let error = error_of(&text);
+        assert!(
+            error.contains("the blue URL \"https://eu-west1-blue.origin.velro.example/?a=1\" of region eu-west1 is invalid"),
+            "{error}"
+        );
+        assert!(
+            error.contains("must not contain a query or fragment"),
+            "{error}"
         );
     }
 

@@ -29,22 +29,23 @@ use velro_shared::perf::{
     immediate_decision, window_decision, Decision, PerfSample, PerformanceTargets,
 };
 
-use super::probe::{self, endpoint, seconds};
-use super::ROLLBACK_EXIT_CODE;
+use super::probe::{self, endpoint, print_line, seconds};
+use super::{MAX_DURATION, ROLLBACK_EXIT_CODE};
 use crate::cli::values::{parse_base_url, parse_positive_duration};
 use reading::Reading;
 use report::{Log, Rule, SampleKind, SampleRecord, Verdict, WatchReport};
 
-/// Maximum duration of one reading. The interval caps it too, so an origin that
-/// stops responding is judged within one interval.
-const READING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Maximum duration of one reading, and never more than the interval. An
+/// origin that stops responding is therefore rolled back at most one interval
+/// plus this long after it stops. `/performance` takes about a millisecond.
+const READING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Minimum interval. Readings closer together would get too short a timeout
+/// to tell a slow origin from a dead one.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Most readings one watch may take, to bound the memory of its samples.
 const MAX_READINGS: u128 = 10_000;
-
-/// Maximum window. A day is far beyond any deploy's watch, and the bound keeps
-/// every reading's due time representable.
-const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Options of `watch-deploy`.
 #[derive(Debug, clap::Args)]
@@ -57,13 +58,13 @@ pub struct WatchDeployArgs {
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_positive_duration)]
     pub window: Duration,
 
-    /// Time between two readings; no longer than the window.
+    /// Time between two readings: at least 1s, and no longer than the window.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration)]
     pub interval: Duration,
 
     /// Shell command to run once on a rollback decision, such as `wrangler rollback`.
     /// It gets VELRO_ROLLBACK_URL and VELRO_ROLLBACK_REASON in its environment.
-    #[arg(long, value_name = "COMMAND")]
+    #[arg(long, value_name = "COMMAND", value_parser = parse_command)]
     pub on_rollback: Option<String>,
 
     /// Print the samples and the decision as one JSON object on standard output;
@@ -154,6 +155,14 @@ impl Watched {
     }
 }
 
+/// Rejects an empty `--on-rollback`, which would log a rollback that did nothing.
+fn parse_command(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("must not be empty; leave out --on-rollback to run no command".to_string());
+    }
+    Ok(value.to_string())
+}
+
 fn rollback_reason(targets: &PerformanceTargets, sample: &PerfSample) -> Option<String> {
     match immediate_decision(targets, sample) {
         Decision::Healthy => None,
@@ -164,8 +173,15 @@ fn rollback_reason(targets: &PerformanceTargets, sample: &PerfSample) -> Option<
 /// Runs the command: exit 0 when every deployment is healthy at the end of the
 /// window, 2 after a rollback decision, 1 when the options are unusable.
 pub async fn run(args: WatchDeployArgs) -> anyhow::Result<ExitCode> {
-    if args.window > MAX_WINDOW {
+    if args.window > MAX_DURATION {
         bail!("--window ({}) is longer than a day", seconds(args.window));
+    }
+    if args.interval < MIN_INTERVAL {
+        bail!(
+            "--interval ({}) is shorter than {}",
+            seconds(args.interval),
+            seconds(MIN_INTERVAL)
+        );
     }
     if args.interval > args.window {
         bail!(
@@ -200,14 +216,14 @@ pub async fn run(args: WatchDeployArgs) -> anyhow::Result<ExitCode> {
             if index > 0 {
                 tokio::time::sleep_until(started + args.interval * index as u32).await;
             }
-            let fetched = join_all(
-                watched
-                    .iter()
-                    .map(|deployment| reading::fetch(&client, &deployment.performance, timeout)),
-            )
+            // Each reading keeps its own completion time, so a slow one does not
+            // change when the others are logged as taken.
+            let fetched = join_all(watched.iter().map(|deployment| async {
+                let reading = reading::fetch(&client, &deployment.performance, timeout).await;
+                (reading, started.elapsed())
+            }))
             .await;
-            let elapsed = started.elapsed();
-            for (deployment, fetched) in watched.iter_mut().zip(fetched) {
+            for (deployment, (fetched, elapsed)) in watched.iter_mut().zip(fetched) {
                 let record = deployment.observe(index, elapsed, fetched, &targets, log);
                 log.line(&record.line());
                 let reason = record.rollback_reason.clone();
@@ -271,7 +287,7 @@ pub async fn run(args: WatchDeployArgs) -> anyhow::Result<ExitCode> {
             samples: &records,
             rollback_command: command.as_ref(),
         };
-        println!("{}", serde_json::to_string(&report)?);
+        print_line(&serde_json::to_string(&report)?);
     }
     if verdict.is_rollback() {
         Ok(ExitCode::from(ROLLBACK_EXIT_CODE))

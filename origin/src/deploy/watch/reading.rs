@@ -11,7 +11,7 @@ use reqwest::{Client, StatusCode, Url};
 use serde::Deserialize;
 use velro_shared::perf::PerfSample;
 
-use crate::deploy::probe::describe_failure;
+use crate::deploy::probe;
 
 /// The part of the `/performance` body the watcher reads.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -40,7 +40,8 @@ impl Totals {
             unavailable_responses: self
                 .unavailable_responses
                 .checked_sub(earlier.unavailable_responses)?,
-            total_response_ms: (self.total_response_ms - earlier.total_response_ms).max(0.0),
+            total_response_ms: (self.total_response_ms >= earlier.total_response_ms)
+                .then_some(self.total_response_ms - earlier.total_response_ms)?,
         })
     }
 
@@ -87,17 +88,7 @@ impl Reading {
 
 /// Fetches one reading. The error describes the failure in a few words.
 pub async fn fetch(client: &Client, url: &Url, timeout: Duration) -> Result<Reading, String> {
-    let response = client
-        .get(url.clone())
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|error| describe_failure(&error, timeout))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|error| describe_failure(&error, timeout))?;
+    let (status, body) = probe::get(client, url, timeout).await?;
     if status != StatusCode::OK {
         return Err(format!("{status} instead of 200"));
     }
@@ -148,6 +139,12 @@ mod tests {
         let interval = fewer_requests.since(&before);
         assert!(interval.restarted);
         assert_eq!(interval.totals.total_requests, 300);
+
+        // More requests than before, but the total latency went down: a restart.
+        let less_latency = reading(2.2, 5_100, 1, 0, 40_000.0);
+        let interval = less_latency.since(&before);
+        assert!(interval.restarted);
+        assert_eq!(interval.totals.total_requests, 5_100);
 
         // More requests than before, but the clock went back: still a restart.
         let younger = reading(0.01, 6_000, 0, 0, 6_000.0);

@@ -7,6 +7,7 @@ use serde::Serialize;
 use velro_shared::perf::{PerfSample, PerformanceTargets};
 
 use super::rollback::CommandOutcome;
+use crate::deploy::probe::{eprint_line, print_line};
 
 /// What one reading of one deployment gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -179,9 +180,9 @@ pub struct Log {
 impl Log {
     pub fn line(&self, text: &str) {
         if self.json {
-            eprintln!("{text}");
+            eprint_line(text);
         } else {
-            println!("{text}");
+            print_line(text);
         }
     }
 }

@@ -2,9 +2,16 @@
 
 use std::os::fd::AsFd as _;
 use std::process::Stdio;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::process::Command;
+
+use crate::deploy::probe::seconds;
+
+/// Maximum run time of the rollback command. A `wrangler rollback` takes
+/// seconds, so a command still running after this is stuck.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Result of the rollback command.
 #[derive(Debug, Clone, Serialize)]
@@ -30,21 +37,35 @@ impl CommandOutcome {
 /// deployment message. Its standard output goes to the watcher's standard
 /// error, which keeps the watcher's `--json` output a single object.
 pub async fn run(command: &str, url: &str, reason: &str) -> CommandOutcome {
+    run_within(command, url, reason, COMMAND_TIMEOUT).await
+}
+
+async fn run_within(command: &str, url: &str, reason: &str, timeout: Duration) -> CommandOutcome {
+    let failed = |error: String| CommandOutcome {
+        command: command.to_string(),
+        exit_code: None,
+        error: Some(error),
+    };
     let stdout = match std::io::stderr().as_fd().try_clone_to_owned() {
         Ok(fd) => Stdio::from(fd),
         Err(_) => Stdio::null(),
     };
-    let status = Command::new("sh")
+    let child = Command::new("sh")
         .arg("-c")
         .arg(command)
         .env("VELRO_ROLLBACK_URL", url)
         .env("VELRO_ROLLBACK_REASON", reason)
         .stdin(Stdio::null())
         .stdout(stdout)
-        .status()
-        .await;
-    match status {
-        Ok(status) => CommandOutcome {
+        // Dropping the child after the timeout kills `sh`.
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) => return failed(format!("could not start sh: {error}")),
+    };
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => CommandOutcome {
             command: command.to_string(),
             exit_code: status.code(),
             error: status
@@ -52,11 +73,12 @@ pub async fn run(command: &str, url: &str, reason: &str) -> CommandOutcome {
                 .is_none()
                 .then(|| format!("ended by a signal ({status})")),
         },
-        Err(error) => CommandOutcome {
-            command: command.to_string(),
-            exit_code: None,
-            error: Some(format!("could not start sh: {error}")),
-        },
+        Ok(Err(error)) => failed(format!("waiting for sh failed: {error}")),
+        // NOTE: only `sh` is killed; a program it started in the background keeps running.
+        Err(_) => failed(format!(
+            "timed out after {} and was killed",
+            seconds(timeout)
+        )),
     }
 }
 
@@ -73,6 +95,16 @@ mod tests {
         )
         .await;
         assert!(outcome.succeeded(), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn hung_command_is_killed() {
+        let outcome = run_within("sleep 30", "http://a/", "slow", Duration::from_millis(200)).await;
+        assert_eq!(outcome.exit_code, None);
+        assert_eq!(
+            outcome.error.as_deref(),
+            Some("timed out after 0.2 s and was killed")
+        );
     }
 
     #[tokio::test]

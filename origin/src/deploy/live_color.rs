@@ -1,0 +1,184 @@
+//! `velro-origin regions --live-color EDGE_URL`: the color the edge routes to.
+//!
+//! The edge's `/edge/health` reports each region's origin URL. The live color
+//! is the one whose URLs in `regions.toml` those are, and the deploy workflow
+//! deploys the other one. Reading it from the edge instead of keeping a record
+//! means the answer cannot drift from where traffic goes, even after a deploy
+//! that stopped between the switch and the end of its watch.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+use super::probe::{self, endpoint};
+use super::regions::{service_url, Color, DeployRegion};
+
+/// Maximum duration of the request to the edge.
+const EDGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The part of the `/edge/health` body read here.
+#[derive(Debug, Deserialize)]
+struct EdgeHealth {
+    regions: Vec<EdgeRegion>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EdgeRegion {
+    region: String,
+    /// Absent from edges built before the field existed; `null` for a region without an origin.
+    #[serde(default)]
+    origin: Option<Option<String>>,
+}
+
+/// Asks the edge at `edge` which origins it routes to and returns their color.
+pub async fn read(edge: &Url, regions: &[DeployRegion]) -> anyhow::Result<Color> {
+    let client = probe::client("regions")?;
+    let url = endpoint(edge, "edge/health");
+    let (status, body) = probe::get(&client, &url, EDGE_TIMEOUT)
+        .await
+        .map_err(|why| anyhow!("reading {url} failed: {why}"))?;
+    if status != StatusCode::OK {
+        bail!("{url} returned {status} instead of 200");
+    }
+    let health: EdgeHealth = serde_json::from_slice(&body)
+        .with_context(|| format!("{url} did not return the edge's health report"))?;
+    color_of(&health, regions).with_context(|| format!("reading the live color from {url} failed"))
+}
+
+fn color_of(health: &EdgeHealth, regions: &[DeployRegion]) -> anyhow::Result<Color> {
+    let mut live: Option<(Color, &DeployRegion)> = None;
+    for region in regions {
+        let name = region.name.as_str();
+        let Some(reported) = health.regions.iter().find(|entry| entry.region == name) else {
+            bail!("the edge does not list region {name}");
+        };
+        let origin = match &reported.origin {
+            None => bail!(
+                "the edge does not report its origins, so it predates this pipeline; deploy it once with `wrangler deploy`"
+            ),
+            Some(None) => bail!("the edge has no origin for region {name}"),
+            Some(Some(origin)) => origin,
+        };
+        let origin = Url::parse(origin)
+            .map(|url| normalise(&url))
+            .with_context(|| {
+                format!("the edge's origin {origin:?} for region {name} is not a URL")
+            })?;
+        let color = [Color::Blue, Color::Green]
+            .into_iter()
+            .find(|color| {
+                let listed = match color {
+                    Color::Blue => &region.blue_url,
+                    Color::Green => &region.green_url,
+                };
+                service_url(region.name, *color, listed).is_ok_and(|listed| normalise(&listed) == origin)
+            })
+            .ok_or_else(|| {
+                anyhow!("the edge routes region {name} to {origin}, which is neither its blue nor its green URL in the regions file")
+            })?;
+        match live {
+            Some((first, first_region)) if first != color => bail!(
+                "the edge routes {} to {first} but {name} to {color}; move all regions to one color with scripts/deploy/switch-edge",
+                first_region.name
+            ),
+            Some(_) => {}
+            None => live = Some((color, region)),
+        }
+    }
+    live.map(|(color, _)| color)
+        .ok_or_else(|| anyhow!("the regions file lists no regions"))
+}
+
+/// Compares URLs the way `parse_base_url` writes them, with a trailing `/`.
+fn normalise(url: &Url) -> String {
+    let text = url.as_str();
+    if text.ends_with('/') {
+        text.to_string()
+    } else {
+        format!("{text}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::regions::parse;
+
+    const FILE: &str = include_str!("../../../regions.toml");
+
+    fn health(origins: [Option<&str>; 3]) -> EdgeHealth {
+        EdgeHealth {
+            regions: ["us-west1", "us-east1", "eu-west1"]
+                .into_iter()
+                .zip(origins)
+                .map(|(region, origin)| EdgeRegion {
+                    region: region.to_string(),
+                    origin: Some(origin.map(str::to_string)),
+                })
+                .collect(),
+        }
+    }
+
+    fn regions() -> Vec<DeployRegion> {
+        parse(FILE).expect("regions.toml is valid")
+    }
+
+    #[test]
+    fn all_green_origins_mean_green() {
+        let report = health([
+            Some("https://us-west1-green.origin.velro.example"),
+            Some("https://us-east1-green.origin.velro.example/"),
+            Some("https://eu-west1-green.origin.velro.example"),
+        ]);
+        assert_eq!(color_of(&report, &regions()).ok(), Some(Color::Green));
+    }
+
+    #[test]
+    fn mixed_colors_are_an_error() {
+        let report = health([
+            Some("https://us-west1-green.origin.velro.example"),
+            Some("https://us-east1-blue.origin.velro.example"),
+            Some("https://eu-west1-green.origin.velro.example"),
+        ]);
+        let error = format!("{:#}", color_of(&report, &regions()).expect_err("mixed"));
+        assert!(
+            error.contains("routes us-west1 to green but us-east1 to blue"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_or_missing_origin_is_an_error() {
+        let report = health([Some("https://elsewhere.example"), None, None]);
+        let error = format!("{:#}", color_of(&report, &regions()).expect_err("unknown"));
+        assert!(
+            error.contains("which is neither its blue nor its green URL"),
+            "{error}"
+        );
+
+        let report = health([
+            Some("https://us-west1-blue.origin.velro.example"),
+            None,
+            None,
+        ]);
+        let error = format!("{:#}", color_of(&report, &regions()).expect_err("missing"));
+        assert!(
+            error.contains("the edge has no origin for region us-east1"),
+            "{error}"
+        );
+
+        let old_edge = EdgeHealth {
+            regions: vec![EdgeRegion {
+                region: "us-west1".to_string(),
+                origin: None,
+            }],
+        };
+        let error = format!(
+            "{:#}",
+            color_of(&old_edge, &regions()).expect_err("old edge")
+        );
+        assert!(error.contains("predates this pipeline"), "{error}");
+    }
+}
