@@ -440,7 +440,10 @@ async fn watch_deploy_rolls_back_frozen_origin() {
     let samples = samples(&report);
     let last = samples.last().expect("samples");
     assert_eq!(last["kind"], "unavailable", "{report}");
-    assert_eq!(last["error"], "no complete response within 1.0 s", "{report}");
+    assert_eq!(
+        last["error"], "no complete response within 1.0 s",
+        "{report}"
+    );
     // The next reading starts within one interval of the freeze and times out
     // after one more (the reading timeout is the interval when under 5 s).
     let decided = report["decided_after_ms"].as_u64().unwrap_or(u64::MAX);

@@ -2,7 +2,7 @@
 //! or the timeout passes, printing each attempt, for the deploy job's gate
 //! before traffic moves to a new deployment.
 //!
-//! A 200 counts only with a readiness report that says ready, and with
+//! A 200 counts only with a readiness report whose `ready` is true, and with
 //! `--release` only when the report also names that `RELEASE`.
 //! Until Railway swaps deployments, the URL is still served by the previous
 //! deployment, which is ready too, so without the check the gate could pass
@@ -171,8 +171,8 @@ mod tests {
 
     use super::*;
 
-    /// A fake deployment on 127.0.0.1 whose readiness endpoints misbehave in one
-    /// way each, and one that is ready with release `r1`.
+    /// Starts a fake deployment on 127.0.0.1 whose readiness endpoints each
+    /// misbehave in one way, except one that is ready with release `r1`.
     async fn fake_deployment() -> Url {
         let ready = r#"{"ready":true,"steps":[],"total_ms":1.0,"release":"r1"}"#;
         let app = Router::new()

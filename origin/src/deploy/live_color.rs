@@ -2,8 +2,8 @@
 //!
 //! The edge's `/edge/health` reports each region's origin URL. The live color
 //! is the one whose URLs in `regions.toml` those are, and the deploy workflow
-//! deploys the other one. Reading it from the edge instead of keeping a record
-//! means the answer cannot drift from where traffic goes, even after a deploy
+//! deploys the other one. Read from the edge instead of kept in a record, the
+//! color cannot drift from where traffic goes, even after a deploy
 //! that stopped between the switch and the end of its watch.
 
 use std::time::Duration;

@@ -17,8 +17,8 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Builds the client. Each request sets its own timeout. Proxies from the
 /// environment are ignored, because the deploy job must reach the deployment
-/// itself, and redirects are not followed, because a redirect is not the
-/// deployment answering.
+/// itself, and redirects are not followed, because a redirect is not a
+/// response of the deployment itself.
 pub fn client(tool: &str) -> anyhow::Result<Client> {
     Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
