@@ -1,7 +1,7 @@
 # Helpers of the deploy scripts that .github/workflows/deploy.yml runs. Source
 # it; do not run it. The README's Deploy section explains the pipeline.
 #
-#   VELRO_DEPLOY_DRY_RUN=1  print each railway, wrangler and gh command instead
+#   VELRO_DEPLOY_DRY_RUN=1  print each railway and wrangler command instead
 #                           of running it, so the scripts can be tried without accounts
 #   VELRO_ORIGIN            the velro-origin binary (default: velro-origin on PATH)
 #   REGIONS_FILE            the regions file (default: regions.toml)

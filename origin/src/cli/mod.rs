@@ -36,7 +36,8 @@ pub enum Command {
     Env,
     /// Run the login -> profile -> list -> detail workflow against a running server and report latency.
     Loadtest(LoadtestArgs),
-    /// Poll URL/health/ready until it returns 200; exit 0 when it does, 1 after the timeout.
+    /// Poll URL/health/ready until it reports ready (and --release, when given);
+    /// exit 0 when it does, 1 after the timeout.
     HealthCheck(HealthCheckArgs),
     /// Read URL/performance every interval and roll the deployment back when it misses
     /// the targets; exit 0 when healthy at the end of the window, 2 after a rollback decision.

@@ -1,6 +1,6 @@
-//! `velro-origin health-check`: polls `URL/health/ready` until it returns 200
-//! or the timeout passes, printing each attempt, for the deploy job's gate
-//! before traffic moves to a new deployment.
+//! `velro-origin health-check`: polls `URL/health/ready` until it reports
+//! ready or the timeout passes, printing each attempt, for the deploy job's
+//! gate before traffic moves to a new deployment.
 //!
 //! A 200 counts only with a readiness report whose `ready` is true, and with
 //! `--release` only when the report also names that `RELEASE`.

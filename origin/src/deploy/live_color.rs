@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::probe::{self, endpoint};
 use super::regions::{service_url, Color, DeployRegion};
@@ -19,17 +20,12 @@ use super::regions::{service_url, Color, DeployRegion};
 const EDGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The part of the `/edge/health` body read here.
+/// Each region is kept as raw JSON, because a missing `origin` (an edge built
+/// before the field existed) and a `null` one (a region without an origin)
+/// mean different things, and serde reads both as `None`.
 #[derive(Debug, Deserialize)]
 struct EdgeHealth {
-    regions: Vec<EdgeRegion>,
-}
-
-#[derive(Debug, Deserialize)]
-struct EdgeRegion {
-    region: String,
-    /// Absent from edges built before the field existed; `null` for a region without an origin.
-    #[serde(default)]
-    origin: Option<Option<String>>,
+    regions: Vec<Value>,
 }
 
 /// Asks the edge at `edge` which origins it routes to and returns their color.
@@ -51,15 +47,21 @@ fn color_of(health: &EdgeHealth, regions: &[DeployRegion]) -> anyhow::Result<Col
     let mut live: Option<(Color, &DeployRegion)> = None;
     for region in regions {
         let name = region.name.as_str();
-        let Some(reported) = health.regions.iter().find(|entry| entry.region == name) else {
+        let Some(reported) = health
+            .regions
+            .iter()
+            .find(|entry| entry["region"].as_str() == Some(name))
+        else {
             bail!("the edge does not list region {name}");
         };
-        let origin = match &reported.origin {
+        let origin = match reported.get("origin") {
             None => bail!(
-                "the edge does not report its origins, so it predates this pipeline; deploy it once with `wrangler deploy`"
+                "the edge does not report its origins, so it predates this pipeline; deploy it with scripts/deploy/switch-edge and the color that serves traffic now"
             ),
-            Some(None) => bail!("the edge has no origin for region {name}"),
-            Some(Some(origin)) => origin,
+            Some(Value::String(origin)) => origin,
+            Some(_) => bail!(
+                "the edge has no origin for region {name}; point every region at one color with scripts/deploy/switch-edge"
+            ),
         };
         let origin = Url::parse(origin)
             .map(|url| normalise(&url))
@@ -108,17 +110,17 @@ mod tests {
 
     const FILE: &str = include_str!("../../../regions.toml");
 
+    /// Parses a body shaped like the edge's `/edge/health`.
     fn health(origins: [Option<&str>; 3]) -> EdgeHealth {
-        EdgeHealth {
-            regions: ["us-west1", "us-east1", "eu-west1"]
-                .into_iter()
-                .zip(origins)
-                .map(|(region, origin)| EdgeRegion {
-                    region: region.to_string(),
-                    origin: Some(origin.map(str::to_string)),
-                })
-                .collect(),
-        }
+        let regions: Vec<Value> = ["us-west1", "us-east1", "eu-west1"]
+            .into_iter()
+            .zip(origins)
+            .map(|(region, origin)| {
+                serde_json::json!({"region": region, "configured": origin.is_some(), "origin": origin, "ejected": false})
+            })
+            .collect();
+        let body = serde_json::json!({"status": "ok", "regions": regions}).to_string();
+        serde_json::from_str(&body).expect("parses")
     }
 
     fn regions() -> Vec<DeployRegion> {
@@ -169,12 +171,10 @@ mod tests {
             "{error}"
         );
 
-        let old_edge = EdgeHealth {
-            regions: vec![EdgeRegion {
-                region: "us-west1".to_string(),
-                origin: None,
-            }],
-        };
+        let old_edge: EdgeHealth = serde_json::from_str(
+            r#"{"regions": [{"region": "us-west1", "configured": true, "ejected": false}]}"#,
+        )
+        .expect("parses");
         let error = format!(
             "{:#}",
             color_of(&old_edge, &regions()).expect_err("old edge")

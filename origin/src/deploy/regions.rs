@@ -168,9 +168,14 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<DeployRegion>> {
 /// Checks a service URL as `health-check` and `watch-deploy` will take it (no
 /// query or fragment) and returns it with the trailing `/` they add.
 pub fn service_url(region: Region, color: Color, url: &str) -> anyhow::Result<Url> {
-    parse_base_url(url).map_err(|why| {
+    let parsed = parse_base_url(url).map_err(|why| {
         anyhow::anyhow!("the {color} URL {url:?} of region {region} is invalid: {why}")
-    })
+    })?;
+    // The edge shows its origin URLs on the public /edge/health.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        bail!("the {color} URL of region {region} contains credentials; the edge would publish them on /edge/health");
+    }
+    Ok(parsed)
 }
 
 /// The edge routes by velro-shared's compiled-in table, so the file must agree with it.
@@ -339,6 +344,18 @@ mod tests {
             error.contains("must not contain a query or fragment"),
             "{error}"
         );
+
+        let text = FILE.replacen(
+            "https://eu-west1-blue.",
+            "https://user:secret@eu-west1-blue.",
+            1,
+        );
+        let error = error_of(&text);
+        assert!(
+            error.contains("the blue URL of region eu-west1 contains credentials"),
+            "{error}"
+        );
+        assert!(!error.contains("secret"), "{error}");
     }
 
     #[test]
