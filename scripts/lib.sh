@@ -53,7 +53,7 @@ ensure_postgres() {
         echo "==> starting PostgreSQL"
         for version in /etc/postgresql/*/; do
             # The tests connect as postgres without a password, as the
-            # machines' own servers allow. Debian's package asks for one on
+            # machines' own servers allow. Debian's package requires one on
             # 127.0.0.1, so a cluster installed just now trusts loopback first.
             if [ "$installed" = 1 ] && [ -f "$version/main/pg_hba.conf" ]; then
                 sed -i '1i host all all 127.0.0.1/32 trust' "$version/main/pg_hba.conf"

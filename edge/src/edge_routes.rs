@@ -24,7 +24,7 @@ struct EdgeHealth<'a> {
 struct RegionHealth<'a> {
     region: &'static str,
     configured: bool,
-    /// The origin URL in use, which tells the deploy job whether blue or green is live.
+    /// The origin URL in use, from which the deploy job reads whether blue or green is live.
     origin: Option<&'a str>,
     ejected: bool,
 }

@@ -9,7 +9,7 @@
 //! [`warmup`] gets it ready before it takes traffic; [`generation`] runs the
 //! queued generations in the background; [`monitor`] records every request for
 //! `/performance` and `/metrics`. `seed` and `loadtest` are the operations
-//! commands, and [`deploy`] holds the deploy job's `health-check`,
+//! commands, and [`deploy`] contains the deploy job's `health-check`,
 //! `watch-deploy` and `regions`.
 
 pub mod app;

@@ -156,6 +156,21 @@ fn start_watch(app: &TestApp, window: &str) -> Running {
     ]))
 }
 
+/// Runs `velro-origin <args>` in `sandbox` to completion.
+async fn run_origin(sandbox: &Sandbox, args: &[&str]) -> common::CommandOutput {
+    sandbox.run(sandbox.command(args), COMMAND_TIMEOUT).await
+}
+
+/// Returns the URL of a port on 127.0.0.1 that was free a moment ago and has
+/// no listener, so connections to it are refused.
+fn closed_port_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
 fn parse_report(stdout: &str, stderr: &str) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|error| {
         panic!("watch-deploy --json printed no JSON object ({error}):\n{stdout}\n{stderr}")
@@ -176,6 +191,27 @@ async fn seeded_app(builder: common::TestAppBuilder) -> TestApp {
     builder.spawn().await
 }
 
+/// Runs `health-check` against `app` every 200 ms for up to `timeout`.
+async fn health_check(
+    app: &TestApp,
+    timeout: &str,
+    release: Option<&str>,
+) -> common::CommandOutput {
+    let mut args = vec![
+        "health-check",
+        "--url",
+        &app.base_url,
+        "--timeout",
+        timeout,
+        "--interval",
+        "200ms",
+    ];
+    if let Some(release) = release {
+        args.extend(["--release", release]);
+    }
+    run_origin(app.sandbox(), &args).await
+}
+
 #[tokio::test]
 async fn health_check_waits_for_readiness() {
     let app = TestApp::builder()
@@ -185,21 +221,7 @@ async fn health_check_waits_for_readiness() {
         .await;
 
     // Too short for the hold: every attempt gets 503 and the command gives up.
-    let early = app
-        .sandbox()
-        .run(
-            app.sandbox().command(&[
-                "health-check",
-                "--url",
-                &app.base_url,
-                "--timeout",
-                "1s",
-                "--interval",
-                "200ms",
-            ]),
-            COMMAND_TIMEOUT,
-        )
-        .await;
+    let early = health_check(&app, "1s", None).await;
     assert_eq!(early.status.code(), Some(1), "{}", early.combined());
     assert!(
         early
@@ -211,23 +233,7 @@ async fn health_check_waits_for_readiness() {
     assert!(early.stdout.contains("unhealthy:"), "{}", early.combined());
 
     // Long enough: the attempts go from 503 to 200.
-    let waited = app
-        .sandbox()
-        .run(
-            app.sandbox().command(&[
-                "health-check",
-                "--url",
-                &app.base_url,
-                "--timeout",
-                "60s",
-                "--interval",
-                "200ms",
-                "--release",
-                "3f9c2e1",
-            ]),
-            COMMAND_TIMEOUT,
-        )
-        .await;
+    let waited = health_check(&app, "60s", Some("3f9c2e1")).await;
     assert_eq!(waited.status.code(), Some(0), "{}", waited.combined());
     let lines: Vec<&str> = waited.stdout.lines().collect();
     let last_attempt = lines
@@ -249,23 +255,7 @@ async fn health_check_waits_for_readiness() {
     );
 
     // Ready, but running another release: the gate does not pass.
-    let other = app
-        .sandbox()
-        .run(
-            app.sandbox().command(&[
-                "health-check",
-                "--url",
-                &app.base_url,
-                "--timeout",
-                "1s",
-                "--interval",
-                "200ms",
-                "--release",
-                "a0b1c2d",
-            ]),
-            COMMAND_TIMEOUT,
-        )
-        .await;
+    let other = health_check(&app, "1s", Some("a0b1c2d")).await;
     assert_eq!(other.status.code(), Some(1), "{}", other.combined());
     assert!(
         other
@@ -279,12 +269,7 @@ async fn health_check_waits_for_readiness() {
 #[tokio::test]
 async fn health_check_closed_port_times_out() {
     let sandbox = Sandbox::new();
-    // Bound, then closed: nothing listens on the port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = closed_port_url();
 
     let started = Instant::now();
     let output = sandbox
@@ -458,122 +443,52 @@ async fn watch_deploy_rolls_back_frozen_origin() {
 #[tokio::test]
 async fn watch_deploy_exit_codes() {
     let sandbox = Sandbox::new();
-    // A usage error exits 1, never the rollback status.
-    let typo = sandbox
-        .run(
-            sandbox.command(&[
-                "watch-deploy",
-                "--url",
-                "http://127.0.0.1:9",
-                "--windw",
-                "5s",
-            ]),
-            COMMAND_TIMEOUT,
-        )
-        .await;
-    assert_eq!(typo.status.code(), Some(1), "{}", typo.combined());
-
-    let bad_interval = sandbox
-        .run(
-            sandbox.command(&[
-                "watch-deploy",
-                "--url",
-                "http://127.0.0.1:9",
-                "--window",
-                "1s",
-                "--interval",
-                "5s",
-            ]),
-            COMMAND_TIMEOUT,
-        )
-        .await;
-    assert_eq!(
-        bad_interval.status.code(),
-        Some(1),
-        "{}",
-        bad_interval.combined()
-    );
-    assert!(
-        bad_interval
-            .stderr
-            .contains("--interval (5.0 s) is longer than --window (1.0 s)"),
-        "{}",
-        bad_interval.combined()
-    );
-
-    let tiny_interval = sandbox
-        .run(
-            sandbox.command(&[
-                "watch-deploy",
-                "--url",
-                "http://127.0.0.1:9",
-                "--window",
-                "1s",
-                "--interval",
-                "1ms",
-            ]),
-            COMMAND_TIMEOUT,
-        )
-        .await;
-    assert_eq!(
-        tiny_interval.status.code(),
-        Some(1),
-        "{}",
-        tiny_interval.combined()
-    );
-    assert!(
-        tiny_interval
-            .stderr
-            .contains("--interval (0.0 s) is shorter than 1.0 s"),
-        "{}",
-        tiny_interval.combined()
-    );
-
-    let empty_command = sandbox
-        .run(
-            sandbox.command(&[
-                "watch-deploy",
-                "--url",
-                "http://127.0.0.1:9",
-                "--on-rollback",
-                " ",
-            ]),
-            COMMAND_TIMEOUT,
-        )
-        .await;
-    assert_eq!(
-        empty_command.status.code(),
-        Some(1),
-        "{}",
-        empty_command.combined()
-    );
-    assert!(
-        empty_command.stderr.contains("must not be empty"),
-        "{}",
-        empty_command.combined()
-    );
+    // Usage errors and unusable options exit 1, never the rollback status.
+    let rejected: [(&[&str], &str); 4] = [
+        (&["--windw", "5s"], "unexpected argument '--windw'"),
+        (
+            &["--window", "1s", "--interval", "5s"],
+            "--interval (5.0 s) is longer than --window (1.0 s)",
+        ),
+        (
+            &["--window", "1s", "--interval", "1ms"],
+            "--interval (0.0 s) is shorter than 1.0 s",
+        ),
+        (&["--on-rollback", " "], "must not be empty"),
+    ];
+    for (options, message) in rejected {
+        let mut args = vec!["watch-deploy", "--url", "http://127.0.0.1:9"];
+        args.extend_from_slice(options);
+        let output = run_origin(&sandbox, &args).await;
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            output.combined()
+        );
+        assert!(
+            output.stderr.contains(message),
+            "{args:?}: {}",
+            output.combined()
+        );
+    }
 
     // Nothing to read at all: the first reading fails and the decision is rollback.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let closed = sandbox
-        .run(
-            sandbox.command(&[
-                "watch-deploy",
-                "--url",
-                &format!("http://127.0.0.1:{port}"),
-                "--window",
-                "2s",
-                "--interval",
-                "1s",
-                "--on-rollback",
-                ROLLBACK_COMMAND,
-            ]),
-            COMMAND_TIMEOUT,
-        )
-        .await;
+    let closed = run_origin(
+        &sandbox,
+        &[
+            "watch-deploy",
+            "--url",
+            &closed_port_url(),
+            "--window",
+            "2s",
+            "--interval",
+            "1s",
+            "--on-rollback",
+            ROLLBACK_COMMAND,
+        ],
+    )
+    .await;
     assert_eq!(
         closed.status.code(),
         Some(ROLLBACK_EXIT),
@@ -596,11 +511,7 @@ async fn watch_deploy_exit_codes() {
 #[tokio::test]
 async fn health_check_survives_closed_stdout() {
     let sandbox = Sandbox::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = closed_port_url();
     let mut command = Command::from(sandbox.command(&[
         "health-check",
         "--url",
@@ -616,7 +527,7 @@ async fn health_check_survives_closed_stdout() {
         .stderr(Stdio::null())
         .kill_on_drop(true);
     let mut child = command.spawn().expect("health-check starts");
-    // Nobody reads the output, as with `health-check ... | head -1` after head exits.
+    // The output pipe is closed, as with `health-check ... | head -1` after head exits.
     drop(child.stdout.take());
     let status = tokio::time::timeout(COMMAND_TIMEOUT, child.wait())
         .await
@@ -625,18 +536,17 @@ async fn health_check_survives_closed_stdout() {
     // 1 for "not ready", not 101 for a panic on the broken pipe.
     assert_eq!(status.code(), Some(1));
 
-    let huge = sandbox
-        .run(
-            sandbox.command(&[
-                "health-check",
-                "--url",
-                &url,
-                "--timeout",
-                "18000000000000000000s",
-            ]),
-            COMMAND_TIMEOUT,
-        )
-        .await;
+    let huge = run_origin(
+        &sandbox,
+        &[
+            "health-check",
+            "--url",
+            &url,
+            "--timeout",
+            "18000000000000000000s",
+        ],
+    )
+    .await;
     assert_eq!(huge.status.code(), Some(1), "{}", huge.combined());
     assert!(
         huge.stderr.contains("must be at most 86400.0 s"),

@@ -535,7 +535,7 @@ async fn live_color_is_read_from_edge() {
     output.assert_success();
     assert_eq!(output.stdout.trim(), "green");
 
-    // With the repository's file, whose URLs the edge does not use, it fails and says why.
+    // With the repository's file, whose URLs the edge does not use, it fails with the reason.
     let mut command = Command::new(origin_binary());
     command
         .args(["regions", "--file"])

@@ -40,7 +40,7 @@ pub enum Command {
     /// exit 0 when it does, 1 after the timeout.
     HealthCheck(HealthCheckArgs),
     /// Read URL/performance every interval and roll the deployment back when it misses
-    /// the targets; exit 0 when healthy at the end of the window, 2 after a rollback decision.
+    /// the targets. Exit 0 when healthy at the end of the window, 2 after a rollback decision.
     WatchDeploy(WatchDeployArgs),
     /// Check regions.toml against the shared region table and print it, whole or for one color.
     Regions(RegionsArgs),

@@ -1,5 +1,5 @@
-//! What the watcher prints: a line per sample and the decision as text, or
-//! one JSON object with all of them under `--json`.
+//! The watcher's output: a line per sample and the decision as text, or one
+//! JSON object with all of them under `--json`.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use velro_shared::perf::{PerfSample, PerformanceTargets};
 use super::rollback::CommandOutcome;
 use crate::deploy::probe::{eprint_line, print_line};
 
-/// What one reading of one deployment gave.
+/// Kind of a sample, from what one reading of one deployment returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SampleKind {
@@ -41,7 +41,7 @@ pub struct SampleRecord {
     /// The counters went down since the previous reading: the process restarted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub restarted: bool,
-    /// Why there is no reading.
+    /// Reason there is no reading.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Set when this sample alone calls for a rollback.
