@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use futures::future::join_all;
-use reqwest::Url;
+use reqwest::{Client, Url};
 use tokio::time::Instant;
 use velro_shared::perf::{
     immediate_decision, window_decision, Decision, PerfSample, PerformanceTargets,
@@ -173,6 +173,49 @@ fn rollback_reason(targets: &PerformanceTargets, sample: &PerfSample) -> Option<
 /// Runs the command: exit 0 when every deployment is healthy at the end of the
 /// window, 2 after a rollback decision, 1 when the options are unusable.
 pub async fn run(args: WatchDeployArgs) -> anyhow::Result<ExitCode> {
+    let readings = reading_count(&args)?;
+    let timeout = args.interval.min(READING_TIMEOUT);
+    let client = probe::client("watch-deploy")?;
+    let log = Log { json: args.json };
+    log.line(&format!(
+        "watching {} deployment(s) for {}: {readings} reading(s), one every {}, each allowed {}",
+        args.urls.len(),
+        seconds(args.window),
+        seconds(args.interval),
+        seconds(timeout)
+    ));
+
+    let mut records = Vec::new();
+    let verdict = watch(&args, readings, &client, log, &mut records).await;
+    log.line(&verdict.line());
+
+    let command = match (&args.on_rollback, &verdict.url) {
+        (Some(line), Some(url)) if verdict.is_rollback() => {
+            Some(run_rollback(line, url, &verdict.reason, log).await)
+        }
+        _ => None,
+    };
+
+    if args.json {
+        let report = WatchReport {
+            verdict: &verdict,
+            window_ms: report::millis(args.window),
+            interval_ms: report::millis(args.interval),
+            targets: PerformanceTargets::DEFAULT,
+            samples: &records,
+            rollback_command: command.as_ref(),
+        };
+        print_line(&serde_json::to_string(&report)?);
+    }
+    if verdict.is_rollback() {
+        Ok(ExitCode::from(ROLLBACK_EXIT_CODE))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Checks the window and interval, and returns how many readings follow the baseline.
+fn reading_count(args: &WatchDeployArgs) -> anyhow::Result<u64> {
     if args.window > MAX_DURATION {
         bail!("--window ({}) is longer than a day", seconds(args.window));
     }
@@ -194,104 +237,83 @@ pub async fn run(args: WatchDeployArgs) -> anyhow::Result<ExitCode> {
     if readings > MAX_READINGS {
         bail!("--window / --interval is {readings} readings; at most {MAX_READINGS} are allowed");
     }
-    // At most MAX_READINGS, so it fits in a u64 and in a u32 multiplier.
-    let readings = readings as u64;
+    // At most MAX_READINGS, so it fits in a u64.
+    Ok(readings as u64)
+}
+
+/// Takes the readings, logs and records each sample, and decides.
+async fn watch(
+    args: &WatchDeployArgs,
+    readings: u64,
+    client: &Client,
+    log: Log,
+    records: &mut Vec<SampleRecord>,
+) -> Verdict {
     let targets = PerformanceTargets::DEFAULT;
     let timeout = args.interval.min(READING_TIMEOUT);
-    let client = probe::client("watch-deploy")?;
-    let log = Log { json: args.json };
     let mut watched: Vec<Watched> = args.urls.iter().cloned().map(Watched::new).collect();
-    let mut records = Vec::new();
-
-    log.line(&format!(
-        "watching {} deployment(s) for {}: {readings} reading(s), one every {}, each allowed {}",
-        watched.len(),
-        seconds(args.window),
-        seconds(args.interval),
-        seconds(timeout)
-    ));
     let started = Instant::now();
-    let verdict = 'watch: {
-        for index in 0..=readings {
-            if index > 0 {
-                tokio::time::sleep_until(started + args.interval * index as u32).await;
-            }
-            // Each reading keeps its own completion time, so a slow one does not
-            // change when the others are logged as taken.
-            let fetched = join_all(watched.iter().map(|deployment| async {
-                let reading = reading::fetch(&client, &deployment.performance, timeout).await;
-                (reading, started.elapsed())
-            }))
-            .await;
-            for (deployment, (fetched, elapsed)) in watched.iter_mut().zip(fetched) {
-                let record = deployment.observe(index, elapsed, fetched, &targets, log);
-                log.line(&record.line());
-                let reason = record.rollback_reason.clone();
-                records.push(record);
-                if let Some(reason) = reason {
-                    break 'watch Verdict::rollback(
-                        Rule::Immediate,
-                        deployment.url.as_str(),
-                        reason,
-                        elapsed,
-                    );
-                }
-            }
+    for index in 0..=readings {
+        if index > 0 {
+            // index is at most MAX_READINGS, so it fits in a u32.
+            tokio::time::sleep_until(started + args.interval * index as u32).await;
         }
-        for deployment in &watched {
-            if let Decision::Rollback(reason) = window_decision(&targets, &deployment.samples) {
-                break 'watch Verdict::rollback(
-                    Rule::Window,
+        // Each reading keeps its own completion time, so a slow one does not
+        // change when the others are logged as taken.
+        let fetched = join_all(watched.iter().map(|deployment| async {
+            let reading = reading::fetch(client, &deployment.performance, timeout).await;
+            (reading, started.elapsed())
+        }))
+        .await;
+        for (deployment, (fetched, elapsed)) in watched.iter_mut().zip(fetched) {
+            let record = deployment.observe(index, elapsed, fetched, &targets, log);
+            log.line(&record.line());
+            let reason = record.rollback_reason.clone();
+            records.push(record);
+            if let Some(reason) = reason {
+                return Verdict::rollback(
+                    Rule::Immediate,
                     deployment.url.as_str(),
-                    reason.to_string(),
-                    started.elapsed(),
+                    reason,
+                    elapsed,
                 );
             }
         }
-        Verdict::healthy(
-            format!(
-                "every deployment met the targets over the {} window",
-                seconds(args.window)
-            ),
-            started.elapsed(),
-        )
-    };
-    log.line(&verdict.line());
-
-    let mut command = None;
-    if let (true, Some(line), Some(url)) = (verdict.is_rollback(), &args.on_rollback, &verdict.url)
-    {
-        log.line(&format!("running the rollback command: {line}"));
-        let outcome = rollback::run(line, url, &verdict.reason).await;
-        if outcome.succeeded() {
-            log.line("the rollback command exited 0");
-        } else {
-            log.line(&format!(
-                "error: the rollback command failed ({}); roll back by hand",
-                outcome
-                    .error
-                    .clone()
-                    .or_else(|| outcome.exit_code.map(|code| format!("exit status {code}")))
-                    .unwrap_or_default()
-            ));
+    }
+    for deployment in &watched {
+        if let Decision::Rollback(reason) = window_decision(&targets, &deployment.samples) {
+            return Verdict::rollback(
+                Rule::Window,
+                deployment.url.as_str(),
+                reason.to_string(),
+                started.elapsed(),
+            );
         }
-        command = Some(outcome);
     }
+    Verdict::healthy(
+        format!(
+            "every deployment met the targets over the {} window",
+            seconds(args.window)
+        ),
+        started.elapsed(),
+    )
+}
 
-    if args.json {
-        let report = WatchReport {
-            verdict: &verdict,
-            window_ms: report::millis(args.window),
-            interval_ms: report::millis(args.interval),
-            targets,
-            samples: &records,
-            rollback_command: command.as_ref(),
-        };
-        print_line(&serde_json::to_string(&report)?);
-    }
-    if verdict.is_rollback() {
-        Ok(ExitCode::from(ROLLBACK_EXIT_CODE))
+/// Runs the rollback command and logs how it ended.
+async fn run_rollback(line: &str, url: &str, reason: &str, log: Log) -> rollback::CommandOutcome {
+    log.line(&format!("running the rollback command: {line}"));
+    let outcome = rollback::run(line, url, reason).await;
+    if outcome.succeeded() {
+        log.line("the rollback command exited 0");
     } else {
-        Ok(ExitCode::SUCCESS)
+        let why = outcome
+            .error
+            .clone()
+            .or_else(|| outcome.exit_code.map(|code| format!("exit status {code}")))
+            .unwrap_or_default();
+        log.line(&format!(
+            "error: the rollback command failed ({why}); roll back by hand"
+        ));
     }
+    outcome
 }
