@@ -38,7 +38,7 @@ fn main() -> ExitCode {
 /// Prints clap's message and exits 0 for `--help` and `--version`, 1 for a
 /// usage error. Clap would exit 2, which `watch-deploy` keeps for a rollback.
 fn usage_error(error: &clap::Error) -> ExitCode {
-    // Printing fails only when the output is closed, and then the message has no reader.
+    // If printing fails, the output is closed and the message cannot be shown anyway.
     let _ = error.print();
     if error.use_stderr() {
         ExitCode::FAILURE

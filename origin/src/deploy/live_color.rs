@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::probe::{self, endpoint};
 use super::regions::{service_url, Color, DeployRegion};
+use crate::cli::values::parse_base_url;
 
 /// Maximum duration of the request to the edge.
 const EDGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,19 +64,15 @@ fn color_of(health: &EdgeHealth, regions: &[DeployRegion]) -> anyhow::Result<Col
                 "the edge has no origin for region {name}; point every region at one color with scripts/deploy/switch-edge"
             ),
         };
-        let origin = Url::parse(origin)
-            .map(|url| normalise(&url))
-            .with_context(|| {
-                format!("the edge's origin {origin:?} for region {name} is not a URL")
-            })?;
+        // Both sides go through parse_base_url, so a trailing `/` makes no difference.
+        let origin = parse_base_url(origin).map_err(|why| {
+            anyhow!("the edge's origin {origin:?} for region {name} is invalid: {why}")
+        })?;
         let color = [Color::Blue, Color::Green]
             .into_iter()
             .find(|color| {
-                let listed = match color {
-                    Color::Blue => &region.blue_url,
-                    Color::Green => &region.green_url,
-                };
-                service_url(region.name, *color, listed).is_ok_and(|listed| normalise(&listed) == origin)
+                service_url(region.name, *color, region.url(*color))
+                    .is_ok_and(|listed| listed == origin)
             })
             .ok_or_else(|| {
                 anyhow!("the edge routes region {name} to {origin}, which is neither its blue nor its green URL in the regions file")
@@ -91,16 +88,6 @@ fn color_of(health: &EdgeHealth, regions: &[DeployRegion]) -> anyhow::Result<Col
     }
     live.map(|(color, _)| color)
         .ok_or_else(|| anyhow!("the regions file lists no regions"))
-}
-
-/// Compares URLs the way `parse_base_url` writes them, with a trailing `/`.
-fn normalise(url: &Url) -> String {
-    let text = url.as_str();
-    if text.ends_with('/') {
-        text.to_string()
-    } else {
-        format!("{text}/")
-    }
 }
 
 #[cfg(test)]

@@ -104,6 +104,16 @@ pub fn edge_variable(region: Region) -> String {
     )
 }
 
+impl DeployRegion {
+    /// Returns the URL of the region's service of `color`, as the file gives it.
+    pub fn url(&self, color: Color) -> &str {
+        match color {
+            Color::Blue => &self.blue_url,
+            Color::Green => &self.green_url,
+        }
+    }
+}
+
 /// Reads and checks a regions file; the regions come back in the order of [`Region::ALL`].
 pub fn load(path: &Path) -> anyhow::Result<Vec<DeployRegion>> {
     let text = std::fs::read_to_string(path)
@@ -223,10 +233,7 @@ pub async fn run(args: &RegionsArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(color) = args.color {
         for region in &regions {
-            let url = match color {
-                Color::Blue => &region.blue_url,
-                Color::Green => &region.green_url,
-            };
+            let url = region.url(color);
             print_line(&format!(
                 "{}\t{}\t{url}",
                 region.name.as_str(),

@@ -186,7 +186,7 @@ pub async fn run(args: WatchDeployArgs) -> anyhow::Result<ExitCode> {
     ));
 
     let mut records = Vec::new();
-    let verdict = watch(&args, readings, &client, log, &mut records).await;
+    let verdict = watch(&args, readings, timeout, &client, log, &mut records).await;
     log.line(&verdict.line());
 
     let command = match (&args.on_rollback, &verdict.url) {
@@ -245,12 +245,12 @@ fn reading_count(args: &WatchDeployArgs) -> anyhow::Result<u64> {
 async fn watch(
     args: &WatchDeployArgs,
     readings: u64,
+    timeout: Duration,
     client: &Client,
     log: Log,
     records: &mut Vec<SampleRecord>,
 ) -> Verdict {
     let targets = PerformanceTargets::DEFAULT;
-    let timeout = args.interval.min(READING_TIMEOUT);
     let mut watched: Vec<Watched> = args.urls.iter().cloned().map(Watched::new).collect();
     let started = Instant::now();
     for index in 0..=readings {
